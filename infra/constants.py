@@ -1,0 +1,60 @@
+"""Every default in one place. Other modules import from here; nothing else hard-codes these."""
+from __future__ import annotations
+
+from pathlib import Path
+
+PROJECT = "gptoss-stacks"
+CONFIG_NAMESPACE = PROJECT  # Pulumi config keys are "gptoss-stacks:<field>"
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+STACKS_DIR = REPO_ROOT / "stacks"
+RENDER_DIR = REPO_ROOT / "build" / "render"
+TEMPLATES_DIR = Path(__file__).resolve().parent / "templates"
+CATALOGUE_DIR = Path(__file__).resolve().parent / "catalogue"
+
+BACKENDS = ("vllm", "sglang")
+TARGETS = ("docker", "kubernetes", "runpod")
+MODELS = ("openai/gpt-oss-20b", "openai/gpt-oss-120b")
+
+# Engine versions the project is verified against (issue 2, item 7).
+ENGINE_VERSIONS = {"vllm": "0.33.0", "sglang": "0.5.23"}
+
+DEFAULT_PORT = 8000
+DEFAULT_HOST = "0.0.0.0"
+
+# In-container layout. One cache mount holds HF weights, torch.compile, FlashInfer and Triton
+# JIT caches so a restart reuses them (issue 3, warm restarts).
+CONFIG_DIR = "/etc/gptoss"
+CACHE_ROOT = "/cache"
+CACHE_ENV = {
+    "HF_HOME": f"{CACHE_ROOT}/huggingface",
+    "VLLM_CACHE_ROOT": f"{CACHE_ROOT}/vllm",
+    "FLASHINFER_WORKSPACE_BASE": f"{CACHE_ROOT}/flashinfer",
+    "TRITON_CACHE_DIR": f"{CACHE_ROOT}/triton",
+    "TORCHINDUCTOR_CACHE_DIR": f"{CACHE_ROOT}/inductor",
+    "XDG_CACHE_HOME": CACHE_ROOT,
+}
+TIKTOKEN_DIR = "/opt/tiktoken"
+
+# The stack spec travels to the container in this env var (no secrets in it) so the launcher
+# can rebuild the exact same plan, then apply container env overrides on top.
+SPEC_ENV = "GPTOSS_STACK_SPEC"
+
+# Config keys that hold secrets. Stack files must carry them as `secure:` values.
+SECRET_KEYS = ("api_key", "hf_token", "registry_password", "ssh_password")
+# Env var that carries each secret into the container.
+SECRET_ENV = {"api_key": "API_KEY", "hf_token": "HF_TOKEN", "ssh_password": "SSH_PASSWORD"}
+
+# Fit check: memory the engine needs beyond weights and KV cache, per GPU.
+# CUDA context + NCCL + CUDA graphs; measured engines use 1-2 GiB here, we take the top.
+RUNTIME_OVERHEAD_FIXED_BYTES = int(1.5 * 2**30)
+# Activation buffers scale with the tokens in one forward pass: max_num_batched_tokens x
+# hidden_size x bf16 x this many live buffers (residual, qkv, MoE gate/up, down, logits slices).
+ACTIVATION_BUFFERS = 10
+
+MAX_MEMORY_FRACTION = 0.98
+MIN_MEMORY_FRACTION = 0.05
+
+# Model loading can take a long time (120b: ~63 GB download + load + compile). Probes and
+# health checks must not kill a loading server.
+STARTUP_GRACE_SECONDS = {"openai/gpt-oss-20b": 900, "openai/gpt-oss-120b": 1800}

@@ -1,0 +1,378 @@
+"""Launch plan: a stack spec (+ the GPU actually found, + container env) -> the exact server command.
+
+Precedence, lowest to highest, for every setting:
+
+  1. catalogue default    infra/catalogue/presets.yaml `defaults[backend]` (the seeds' image defaults)
+  2. GPU preset           every matching row of `presets` (backend x GPU/arch x model x TP x speculative),
+                          in file order, so specific rows override generic ones
+  3. stack config         fields the stack file sets (`gptoss-stacks:<field>`)
+  4. container env        seed env vars set on the container (MAX_MODEL_LEN, MEM_FRACTION_STATIC, ...),
+                          applied by the in-image launcher through infra.envmap
+  5. extra_args           appended last to the engine command line; an option given here removes the
+                          same option (and its negation) set by any lower layer
+
+One exception keeps stacks from failing for a number nobody chose: when `max_num_seqs` comes only from
+layers 1-2 and the fit check finds fewer full-length sequences fit, it is lowered to what fits (noted in
+`notes`). A value set in layers 3-4 that does not fit is refused with the fix (fit_check: strict).
+"""
+from __future__ import annotations
+
+import json
+import shlex
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+from infra import constants as C
+from infra.catalogue import GPU, base_image, defaults, get_gpu, matching_presets
+from infra.envmap import SPEC_FIELDS, normalise, parse_env
+from infra.fit import FitError, check_fit
+from infra.spec import SpecError, StackSpec
+
+# Settings the plan resolves (engine-neutral names). Spec fields with these names are layer 3.
+SETTINGS = (
+    "max_model_len", "gpu_memory_fraction", "max_num_seqs", "max_num_batched_tokens",
+    "async_scheduling", "enable_prefix_caching", "enable_chunked_prefill", "enable_auto_tool_choice",
+    "tool_call_parser", "reasoning_parser", "kv_cache_dtype", "attention_backend",
+    "max_cudagraph_capture_size", "stream_interval", "block_size", "compilation_config", "speculative_config",
+)
+
+VLLM_CONFIG_FILE = "vllm.yaml"
+SGLANG_ARGS_FILE = "sglang.args"
+
+
+@dataclass(frozen=True)
+class Detected:
+    """What the launcher found on the host (NVML), or what a stack declares."""
+
+    gpu: GPU
+    count: int
+    free_bytes_per_gpu: int | None = None
+
+
+@dataclass
+class LaunchPlan:
+    stack: str
+    backend: str
+    model: str
+    gpu: str
+    gpu_count: int
+    tensor_parallel: int
+    host: str
+    port: int
+    argv: list[str]
+    env: dict[str, str]
+    files: dict[str, str]
+    secrets: list[dict[str, Any]]
+    settings: dict[str, Any]
+    provenance: dict[str, str]
+    image: dict[str, Any]
+    fit: str | None
+    notes: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def secret_env(self) -> list[str]:
+        return [s["env"] for s in self.secrets]
+
+    def to_launch_json(self) -> dict[str, Any]:
+        return {
+            "stack": self.stack, "backend": self.backend, "model": self.model, "gpu": self.gpu,
+            "gpu_count": self.gpu_count, "tensor_parallel": self.tensor_parallel, "host": self.host,
+            "port": self.port, "argv": list(self.argv), "env": dict(sorted(self.env.items())),
+            "files": dict(sorted(self.files.items())), "config_dir": C.CONFIG_DIR,
+            "secret_env": self.secret_env, "secrets": self.secrets,
+            "settings": {k: self.settings[k] for k in SETTINGS if k in self.settings},
+            "provenance": dict(sorted(self.provenance.items())), "image": self.image, "fit": self.fit,
+            "notes": list(self.notes), "warnings": list(self.warnings),
+        }
+
+
+def _facts(spec: StackSpec, gpu: GPU | None, tp: int) -> dict[str, Any]:
+    return {"backend": spec.backend, "model": spec.model, "gpu": gpu.id if gpu else None,
+            "arch": gpu.arch if gpu else None, "tensor_parallel": tp, "speculative": spec.speculative}
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"))
+
+
+def _vllm_argv(weights: str, s: Mapping[str, Any], spec: StackSpec, tp: int, served: str) -> tuple[list[str], dict[str, str]]:
+    """vLLM: model positional, everything else in a --config YAML; false booleans on the CLI as --no-x
+    (vLLM silently drops `key: false` from a config file)."""
+    cfg: dict[str, Any] = {
+        "host": spec.host, "port": spec.port, "served-model-name": served,
+        "tensor-parallel-size": tp, "max-model-len": s["max_model_len"],
+        "gpu-memory-utilization": s["gpu_memory_fraction"], "max-num-seqs": s["max_num_seqs"],
+        "max-num-batched-tokens": s["max_num_batched_tokens"],
+    }
+    negatives = []
+    for key, flag in (("enable_prefix_caching", "enable-prefix-caching"),
+                      ("enable_chunked_prefill", "enable-chunked-prefill"),
+                      ("async_scheduling", "async-scheduling")):
+        if s[key]:
+            cfg[flag] = True
+        else:
+            negatives.append(f"--no-{flag}")
+    if s.get("enable_auto_tool_choice"):
+        cfg["enable-auto-tool-choice"] = True
+    cfg["tool-call-parser"] = s["tool_call_parser"]
+    cfg["reasoning-parser"] = s["reasoning_parser"]
+    if s.get("attention_backend") not in (None, "auto"):
+        cfg["attention-backend"] = s["attention_backend"]
+    if s.get("kv_cache_dtype") not in (None, "auto"):
+        cfg["kv-cache-dtype"] = s["kv_cache_dtype"]
+    for key in ("max_cudagraph_capture_size", "stream_interval", "block_size"):
+        if s.get(key) is not None:
+            cfg[key.replace("_", "-")] = s[key]
+    for key in ("compilation_config", "speculative_config"):
+        if s.get(key):
+            cfg[key.replace("_", "-")] = _json(s[key])
+    from infra.render import render_template
+
+    text = render_template("vllm.yaml.j2", stack=spec.stack, config=cfg)
+    argv = ["vllm", "serve", weights, "--config", f"{C.CONFIG_DIR}/{VLLM_CONFIG_FILE}", *negatives]
+    return argv, {VLLM_CONFIG_FILE: text}
+
+
+def _sglang_argv(weights: str, s: Mapping[str, Any], spec: StackSpec, tp: int, served: str) -> tuple[list[str], dict[str, str]]:
+    argv = [
+        "python3", "-m", "sglang.launch_server",
+        "--model-path", weights, "--served-model-name", served,
+        "--host", spec.host, "--port", str(spec.port),
+        "--tp-size", str(tp), "--context-length", str(s["max_model_len"]),
+        "--mem-fraction-static", str(s["gpu_memory_fraction"]),
+        "--max-running-requests", str(s["max_num_seqs"]),
+        # SGLang turns chunked prefill off with -1.
+        "--chunked-prefill-size", str(s["max_num_batched_tokens"] if s["enable_chunked_prefill"] else -1),
+        "--tool-call-parser", s["tool_call_parser"], "--reasoning-parser", s["reasoning_parser"],
+    ]
+    if s.get("attention_backend") not in (None, "auto"):
+        argv += ["--attention-backend", s["attention_backend"]]
+    if s.get("kv_cache_dtype") not in (None, "auto"):
+        # SGLang names the FP8 KV format explicitly; plain "fp8" is not a choice there.
+        argv += ["--kv-cache-dtype", "fp8_e4m3" if s["kv_cache_dtype"] == "fp8" else s["kv_cache_dtype"]]
+    if not s["enable_prefix_caching"]:
+        argv += ["--disable-radix-cache"]
+    if not s["async_scheduling"]:
+        argv += ["--disable-overlap-schedule"]
+    spec_cfg = s.get("speculative_config")
+    if spec_cfg:
+        steps = int(spec_cfg["num_speculative_tokens"])
+        argv += ["--speculative-algorithm", "EAGLE3", "--speculative-draft-model-path", spec_cfg["model"],
+                 "--speculative-num-steps", str(steps), "--speculative-eagle-topk", "1",
+                 "--speculative-num-draft-tokens", str(steps + 1)]
+    return argv, {SGLANG_ARGS_FILE: _sglang_args_file(spec.stack, argv)}
+
+
+def _sglang_args_file(stack: str, argv: list[str]) -> str:
+    from infra.render import render_template
+
+    return render_template("sglang.args.j2", stack=stack, args=argv[3:])
+
+
+def _option(tok: str) -> str | None:
+    if not tok.startswith("--"):
+        return None
+    name = tok[2:].split("=", 1)[0]
+    for prefix in ("no-", "disable-"):
+        if name.startswith(prefix):
+            return name[len(prefix):]
+    return name
+
+
+def merge_extra_args(argv: list[str], files: dict[str, str], extra: list[str], backend: str) -> tuple[list[str], dict[str, str]]:
+    """Append extra_args; drop the same option (or its --no- form) set by lower layers."""
+    if not extra:
+        return argv, files
+    overridden = {o for o in map(_option, extra) if o}
+    out: list[str] = []
+    i = 0
+    while i < len(argv):
+        tok = argv[i]
+        opt = _option(tok)
+        if opt in overridden and i >= 3:
+            # Drop the option and its value (a following token that is not an option).
+            i += 1
+            if "=" not in tok and i < len(argv) and not argv[i].startswith("--"):
+                i += 1
+            continue
+        out.append(tok)
+        i += 1
+    if backend == "vllm" and VLLM_CONFIG_FILE in files:
+        import yaml
+
+        text = files[VLLM_CONFIG_FILE]
+        cfg = yaml.safe_load(text) or {}
+        kept = {k: v for k, v in cfg.items() if k not in overridden}
+        if kept != cfg:
+            from infra.render import render_template
+
+            stack = text.splitlines()[0].split("stack ", 1)[1].split(":", 1)[0]
+            files = {**files, VLLM_CONFIG_FILE: render_template("vllm.yaml.j2", stack=stack, config=kept)}
+    return out + list(extra), files
+
+
+def build_plan(
+    spec: StackSpec,
+    *,
+    env_overrides: Mapping[str, str] | None = None,
+    detected: Detected | None = None,
+) -> LaunchPlan:
+    """Resolve every setting through the five layers and produce the exact launch plan."""
+    warnings: list[str] = []
+    notes: list[str] = []
+    provenance: dict[str, str] = {}
+
+    # Layer 4 can change the spec itself (model, TP, context...), so apply it to the spec first and
+    # re-run the spec's cross-field checks on the result.
+    env = parse_env(env_overrides or {}, spec.backend)
+    warnings += env.warnings
+    spec_updates = {k: v for k, v in env.values.items() if k in SPEC_FIELDS}
+    if spec_updates:
+        data = spec.model_dump()
+        data.update(spec_updates)
+        spec = StackSpec.model_validate(data)
+        spec._cross_check()
+
+    gpu = spec.gpu_info
+    gpu_count = spec.gpu_count
+    if detected is not None:
+        if gpu is not None and detected.gpu.id != gpu.id:
+            raise SpecError("gpu", spec.gpu, f"the stack declares {gpu.name} but this host has {detected.gpu.name}",
+                            f"set gpu: {detected.gpu.id} (or gpu: auto) in the stack", stack=spec.stack or None)
+        if detected.count < spec.resolved_tp:
+            raise SpecError("tensor_parallel", spec.resolved_tp, f"needs {spec.resolved_tp} GPUs but {detected.count} were found",
+                            f"give the container {spec.resolved_tp} GPUs or set TENSOR_PARALLEL_SIZE={detected.count}",
+                            stack=spec.stack or None)
+        gpu = detected.gpu
+        if spec.gpu == "auto":
+            gpu_count = detected.count if spec.tensor_parallel == "auto" and spec.model.endswith("120b") else spec.gpu_count
+            gpu_count = max(gpu_count, spec.resolved_tp)
+            if not gpu.supports(spec.model):
+                raise SpecError("model", spec.model, f"does not fit on {gpu.name}; the seeds list it as 20b-only",
+                                "use MODEL=openai/gpt-oss-20b on this GPU", stack=spec.stack or None)
+            data = spec.model_dump()
+            data.update(gpu=gpu.id, gpu_count=gpu_count)
+            spec = StackSpec.model_validate(data)
+            spec._cross_check()  # the GPU-specific rules (fp8 on Ampere, FLASH_ATTN...) now apply
+    tp = spec.resolved_tp
+
+    # Layers 1 and 2.
+    settings: dict[str, Any] = {}
+    base = defaults(spec.backend)
+    for k, v in base.settings.items():
+        settings[k], provenance[k] = v, f"default ({base.source})"
+    env_vars: dict[str, str] = {}
+    limits: dict[str, Any] = {}
+    weights = spec.model
+    for preset in matching_presets(_facts(spec, gpu, tp)):
+        for k, v in preset.settings.items():
+            settings[k], provenance[k] = v, f"preset {preset.id} ({preset.source})"
+        env_vars.update(preset.env)
+        limits.update(preset.limits)
+        weights = preset.weights.get(spec.model, weights)
+        if preset.notes:
+            notes.append(f"preset {preset.id}: {preset.notes.strip()}")
+    if spec.gpu == "auto" and detected is None:
+        notes.append("gpu is auto: the launcher picks the GPU preset and checks the fit on the host it starts on")
+
+    # Layer 3: what the stack file sets.
+    for k in SETTINGS:
+        v = getattr(spec, k, None)
+        if v is not None:
+            v, warning = normalise(spec.backend, k, v)
+            if warning:
+                warnings.append(warning)
+            source = env.sources.get(k)
+            settings[k], provenance[k] = v, (f"container env {source}" if source else "stack config")
+    # Layer 4 settings that are flags only (parsers, tool choice).
+    for k, v in env.values.items():
+        if k not in SPEC_FIELDS:
+            settings[k], provenance[k] = v, f"container env {env.sources[k]}"
+
+    if "gpu_memory_fraction_max" in limits and settings["gpu_memory_fraction"] > limits["gpu_memory_fraction_max"]:
+        raise SpecError("gpu_memory_fraction", settings["gpu_memory_fraction"],
+                        f"is above {limits['gpu_memory_fraction_max']} for this GPU and TP (seed 004: OOM)",
+                        f"set gpu_memory_fraction: {limits['gpu_memory_fraction_max']}", stack=spec.stack or None)
+    if spec.backend == "vllm" and spec.speculative == "eagle3":
+        pass  # speculative_config comes from the preset row
+    if settings["max_model_len"] > spec.model_info.max_position_embeddings:
+        settings["max_model_len"] = spec.model_info.max_position_embeddings
+        notes.append(f"max_model_len capped at the model's maximum ({spec.model_info.max_position_embeddings})")
+
+    # Fit check, with auto-sizing of a max_num_seqs nobody set explicitly.
+    fit_text = None
+    if gpu is not None:
+        def fit(seqs: int):
+            return check_fit(spec.model_info, gpu, tp=tp, max_model_len=settings["max_model_len"],
+                             max_num_seqs=seqs, fraction=settings["gpu_memory_fraction"],
+                             kv_dtype=settings.get("kv_cache_dtype") or "auto",
+                             max_num_batched_tokens=settings["max_num_batched_tokens"],
+                             free_bytes_per_gpu=detected.free_bytes_per_gpu if detected else None)
+        report = fit(settings["max_num_seqs"])
+        explicit_seqs = provenance["max_num_seqs"].startswith(("stack", "container"))
+        if not report.fits and not explicit_seqs and report.max_seqs_at_len >= 1:
+            old = settings["max_num_seqs"]
+            settings["max_num_seqs"] = report.max_seqs_at_len
+            provenance["max_num_seqs"] = f"fit check (lowered from {old}: {provenance['max_num_seqs']})"
+            notes.append(f"max_num_seqs lowered from {old} to {report.max_seqs_at_len} so every admitted sequence "
+                         f"can reach max_model_len {settings['max_model_len']} without preemption")
+            report = fit(settings["max_num_seqs"])
+        if not report.fits:
+            if spec.fit_check == "strict" or not report.weights_fit:
+                raise FitError(report)
+            warnings.append(f"fit_check warn: {report.message()}")
+        fit_text = report.message()
+
+    served = spec.served_model_name or spec.model
+    if spec.backend == "vllm":
+        argv, files = _vllm_argv(weights, settings, spec, tp, served)
+    else:
+        argv, files = _sglang_argv(weights, settings, spec, tp, served)
+    if spec.extra_args:
+        argv, files = merge_extra_args(argv, files, spec.extra_args, spec.backend)
+        for o in filter(None, map(_option, spec.extra_args)):
+            provenance[f"argv:--{o}"] = "extra_args"
+        if spec.backend == "sglang":
+            files = {SGLANG_ARGS_FILE: _sglang_args_file(spec.stack, argv)}
+
+    env_out = {**C.CACHE_ENV, **env_vars, **spec.env,
+               C.SPEC_ENV: _json(spec.model_dump(mode="json", exclude={"secrets_set"}, exclude_none=True))}
+
+    secrets: list[dict[str, Any]] = []
+    if spec.wants_api_key:
+        # vLLM reads VLLM_API_KEY, which keeps the key out of `ps`; SGLang only takes --api-key.
+        secrets.append({"env": "API_KEY", "pass_as": {"env": "VLLM_API_KEY"} if spec.backend == "vllm" else {"flag": "--api-key"}})
+    if "hf_token" in spec.secrets_set:
+        secrets.append({"env": "HF_TOKEN", "pass_as": {"env": "HF_TOKEN"}})
+    if "ssh_password" in spec.secrets_set:
+        secrets.append({"env": "SSH_PASSWORD", "pass_as": {"env": "SSH_PASSWORD"}})
+
+    img = spec.image
+    catalogue_base = base_image(spec.backend, gpu)
+    image = {
+        "base_image": img.base_image or f"{catalogue_base['image']}:{catalogue_base['tag']}",
+        "base_digest": img.base_digest or catalogue_base["digest"],
+        "platform": catalogue_base["platform"],
+        "engine_version": img.engine_version or C.ENGINE_VERSIONS[spec.backend],
+        "repository": img.repository or f"gptoss-{spec.backend}",
+        "tag": img.tag or f"{img.engine_version or C.ENGINE_VERSIONS[spec.backend]}-{catalogue_base['platform']}",
+        "registry": img.registry,
+        "push": img.push if img.push is not None else bool(img.registry),
+    }
+
+    for k in ("max_model_len", "max_num_seqs", "gpu_memory_fraction", "attention_backend"):
+        notes.append(f"{k} = {settings.get(k)}: {provenance.get(k)}")
+    return LaunchPlan(
+        stack=spec.stack, backend=spec.backend, model=spec.model, gpu=gpu.id if gpu else "auto",
+        gpu_count=gpu_count, tensor_parallel=tp, host=spec.host, port=spec.port, argv=argv,
+        env=env_out, files=files, secrets=secrets, settings=settings, provenance=provenance,
+        image=image, fit=fit_text, notes=notes, warnings=warnings,
+    )
+
+
+def shell_command(argv: list[str]) -> str:
+    return " ".join(shlex.quote(a) for a in argv)
+
+
+__all__ = ["Detected", "LaunchPlan", "build_plan", "merge_extra_args", "shell_command", "SETTINGS", "get_gpu"]

@@ -1,0 +1,114 @@
+"""Render launch plans into files with Jinja2 (StrictUndefined; deterministic: no timestamps, stable order).
+
+`invoke render --stack NAME` / `--all` writes, per stack, into build/render/<stack>/:
+  launch.json     the plan: exact argv, env, config files, secret env names (never values)
+  vllm.yaml | sglang.args   the backend config file
+  docker-run.sh   the equivalent `docker run` for people who do not use Pulumi
+  client.env      LLM_BASE_URL / OPENAI_API_KEY placeholder / model name for clients
+"""
+from __future__ import annotations
+
+import json
+import shlex
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+import jinja2
+import yaml
+
+from infra import constants as C
+
+
+def _yaml_scalar(value: Any) -> str:
+    return yaml.safe_dump(value, default_flow_style=True, width=10_000).strip().removesuffix("...").strip()
+
+
+@lru_cache(maxsize=1)
+def environment() -> jinja2.Environment:
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(C.TEMPLATES_DIR)),
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+        autoescape=False,
+    )
+    env.filters["yaml_scalar"] = _yaml_scalar
+    env.filters["shquote"] = lambda v: shlex.quote(str(v))
+    return env
+
+
+def render_template(name: str, **context: Any) -> str:
+    return environment().get_template(name).render(**context)
+
+
+def endpoint_base_url(spec) -> str:
+    """Where clients reach the API, as far as the stack file can tell (Pulumi outputs are exact)."""
+    if spec.target == "docker":
+        t = spec.target_settings
+        port = t.publish_port or spec.port
+        if t.host.startswith("ssh://"):
+            host = urlparse(t.host).hostname or "<gpu-host>"
+        elif t.publish_address in ("0.0.0.0", "::"):
+            host = "127.0.0.1"
+        else:
+            host = t.publish_address
+        return f"http://{host}:{port}/v1"
+    if spec.target == "kubernetes":
+        ns = spec.target_settings.namespace
+        return f"http://gptoss-{spec.stack or 'stack'}.{ns}.svc.cluster.local:{spec.port}/v1"
+    return "http://<pod-public-ip>:<tcp-port-for-8000>/v1"
+
+
+def _gpu_devices(spec, plan) -> str:
+    """docker run flags that hand the GPUs to the container."""
+    gpu = spec.gpu_info
+    if gpu is not None and gpu.vendor == "amd":
+        # ROCm: the kernel driver and render nodes, not the NVIDIA runtime's --gpus.
+        return "--device /dev/kfd --device /dev/dri --group-add video --security-opt seccomp=unconfined"
+    t = spec.target_settings
+    if spec.target == "docker" and t.device_ids:
+        return "--gpus " + shlex.quote(f"\"device={','.join(t.device_ids)}\"")
+    return f"--gpus {plan.gpu_count}"
+
+
+def render_plan_files(spec, plan) -> dict[str, str]:
+    """All files for one stack, name -> content."""
+    t = spec.target_settings
+    docker = spec.target == "docker"
+    image = plan.image
+    repo = f"{image['registry']}/{image['repository']}" if image["registry"] else image["repository"]
+    ctx = {
+        "plan": plan,
+        "image_ref": f"{repo}:{image['tag']}",
+        "container_name": (t.container_name if docker and t.container_name else f"gptoss-{plan.stack or 'stack'}"),
+        "gpu_devices": _gpu_devices(spec, plan),
+        "shm_size_mb": t.shm_size_mb if docker else 16384,
+        "publish_address": t.publish_address if docker else "127.0.0.1",
+        "publish_port": (t.publish_port or plan.port) if docker else plan.port,
+        "cache_volume": t.cache_volume if docker else "gptoss-cache",
+        "cache_root": C.CACHE_ROOT,
+    }
+    files = dict(plan.files)
+    files["launch.json"] = json.dumps(plan.to_launch_json(), indent=2, sort_keys=False) + "\n"
+    files["docker-run.sh"] = render_template("docker-run.sh.j2", **ctx)
+    files["client.env"] = render_template(
+        "client.env.j2", plan=plan, base_url=endpoint_base_url(spec),
+        served_model=spec.served_model_name or spec.model)
+    return dict(sorted(files.items()))
+
+
+def render_stack(name: str, out_root: Path | None = None, stacks_dir: Path | None = None) -> Path:
+    from infra.plan import build_plan
+    from infra.stackfile import load_stack
+
+    spec = load_stack(name, stacks_dir)
+    plan = build_plan(spec)
+    out = (out_root or C.RENDER_DIR) / name
+    out.mkdir(parents=True, exist_ok=True)
+    for fname, content in render_plan_files(spec, plan).items():
+        path = out / fname
+        path.write_text(content, encoding="utf-8")
+        if fname.endswith(".sh"):
+            path.chmod(0o755)
+    return out

@@ -1,0 +1,367 @@
+"""The typed stack spec: one object per stack, read from Pulumi config (namespace `gptoss-stacks:`).
+
+All validation that spans fields lives in `StackSpec._cross_check`, so a bad stack fails in one
+place, early, with the field, the value and the fix named (before Pulumi creates anything).
+
+Fields left unset (None) are filled by the plan from the catalogue default and GPU preset
+(see infra/plan.py for the precedence). `to_config()` / `load_spec()` are symmetric.
+"""
+from __future__ import annotations
+
+import difflib
+from typing import Any, Literal, Mapping
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from infra import constants as C
+from infra.catalogue import get_gpu, get_model, gpus
+
+GpuId = Literal[
+    "a100-80gb", "h100-80gb", "h200-141gb", "b200-180gb", "l40s-48gb", "rtx4090-24gb",
+    "mi300x-192gb", "mi355x-288gb", "auto",
+]
+
+
+class SpecError(ValueError):
+    """A stack setting that cannot work: names the field, the value and the fix."""
+
+    def __init__(self, field: str, value: Any, problem: str, fix: str, stack: str | None = None):
+        self.field, self.value, self.problem, self.fix, self.stack = field, value, problem, fix, stack
+        where = f"stack {stack!r}: " if stack else ""
+        super().__init__(
+            f"{where}{C.CONFIG_NAMESPACE}:{field} = {value!r}: {problem}. Fix: {fix}"
+        )
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DockerTarget(_Section):
+    # unix:///var/run/docker.sock for the local daemon, ssh://user@host for a remote GPU host.
+    host: str = "unix:///var/run/docker.sock"
+    # Address the API port is published on. 127.0.0.1 keeps it loopback-only (no key needed).
+    publish_address: str = "127.0.0.1"
+    publish_port: int | None = None  # host port; default = spec.port
+    cache_volume: str = "gptoss-cache"
+    shm_size_mb: int = Field(16384, ge=64)
+    restart: Literal["no", "always", "unless-stopped", "on-failure"] = "unless-stopped"
+    container_name: str | None = None
+    device_ids: list[str] | None = None  # pin GPUs by index/UUID; default: gpu_count GPUs
+
+    @field_validator("host")
+    @classmethod
+    def _host(cls, v: str) -> str:
+        if not v.startswith(("unix://", "ssh://", "tcp://")):
+            raise ValueError("must start with unix://, ssh:// or tcp://")
+        return v
+
+
+class Autoscaling(_Section):
+    enabled: bool = False
+    mode: Literal["keda", "hpa"] = "keda"
+    min_replicas: int = Field(1, ge=1)
+    max_replicas: int = Field(4, ge=1)
+    # Requests waiting in the engine queue per replica that triggers a scale-up.
+    queue_depth_target: int = Field(8, ge=1)
+    prometheus_address: str = "http://prometheus-server.monitoring.svc:80"
+
+
+class KubernetesTarget(_Section):
+    namespace: str = "gptoss"
+    replicas: int = Field(1, ge=0)
+    storage_class: str | None = None
+    cache_size_gi: int = Field(200, ge=10)
+    existing_claim: str | None = None
+    service_type: Literal["ClusterIP", "LoadBalancer", "NodePort"] = "ClusterIP"
+    tolerations: list[dict[str, Any]] = Field(
+        default_factory=lambda: [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]
+    )
+    node_selector: dict[str, str] = Field(default_factory=dict)  # added to the GPU product label
+    shm_size_gi: int = Field(16, ge=1)
+    autoscaling: Autoscaling = Field(default_factory=Autoscaling)
+
+
+class RunpodTarget(_Section):
+    cloud_type: Literal["SECURE", "COMMUNITY"] = "SECURE"
+    volume_gb: int = Field(100, ge=20)  # seeds: 100 GB (120b weights ~63 GB + compile caches)
+    container_disk_gb: int = Field(50, ge=10)
+    network_volume_id: str | None = None  # reuse HF + compile caches across pods
+    data_center_id: str | None = None
+    ssh: bool = True  # expose 22/tcp for the seeds' SSH tunnel
+
+
+class ImageSpec(_Section):
+    registry: str | None = None  # e.g. ghcr.io/acme or localhost:5000; None: local image only
+    repository: str | None = None  # default gptoss-<backend>
+    tag: str | None = None  # default <engine_version>-<platform>
+    push: bool | None = None  # default: True when a registry is set
+    registry_username: str | None = None  # password is the `registry_password` secret
+    base_image: str | None = None  # default from infra/catalogue/images.yaml
+    base_digest: str | None = None  # sha256:...; default from the catalogue
+    engine_version: str | None = None  # default infra.constants.ENGINE_VERSIONS[backend]
+    allow_unpinned_base: bool = False
+
+    @field_validator("base_digest")
+    @classmethod
+    def _digest(cls, v: str | None) -> str | None:
+        if v is not None and not (v.startswith("sha256:") and len(v) == 71):
+            raise ValueError("must be sha256: followed by 64 hex digits")
+        return v
+
+
+class StackSpec(BaseModel):
+    """Everything one stack says. Unset tunables stay None and are resolved by infra.plan."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    stack: str = Field("", description="stack name (not a config key)")
+    backend: Literal["vllm", "sglang"]
+    model: Literal["openai/gpt-oss-20b", "openai/gpt-oss-120b"] = "openai/gpt-oss-120b"
+    gpu: GpuId
+    gpu_count: int = Field(1, ge=1, le=64)
+    tensor_parallel: int | Literal["auto"] = "auto"
+
+    max_model_len: int | None = Field(None, ge=256)
+    gpu_memory_fraction: float | None = None
+    max_num_seqs: int | None = Field(None, ge=1, le=4096)
+    max_num_batched_tokens: int | None = Field(None, ge=64)
+    enable_prefix_caching: bool | None = None
+    enable_chunked_prefill: bool | None = None
+    async_scheduling: bool | None = None
+    speculative: Literal["none", "eagle3"] = "none"
+    kv_cache_dtype: Literal["auto", "fp8"] | None = None
+    attention_backend: str | None = None
+    fit_check: Literal["strict", "warn"] = "strict"
+
+    host: str = C.DEFAULT_HOST
+    port: int = Field(C.DEFAULT_PORT, ge=1, le=65535)
+    served_model_name: str | None = None  # default: the model id
+    api_key_mode: Literal["auto", "none", "config", "generate"] = "auto"
+    ssh_public_key: str | None = None  # PUBLIC_KEY/SSH_PUBLIC_KEY for the seeds' SSH access
+
+    target: Literal["docker", "kubernetes", "runpod"] = "docker"
+    docker: DockerTarget | None = None
+    kubernetes: KubernetesTarget | None = None
+    runpod: RunpodTarget | None = None
+    image: ImageSpec = Field(default_factory=ImageSpec)
+
+    env: dict[str, str] = Field(default_factory=dict)  # extra container env (no secrets)
+    extra_args: list[str] = Field(default_factory=list)  # last word on the engine command line
+
+    # Which secret config keys the stack sets. Values never enter the spec.
+    secrets_set: frozenset[str] = frozenset()
+
+    # ---------------------------------------------------------------- derived
+    @property
+    def model_info(self):
+        return get_model(self.model)
+
+    @property
+    def gpu_info(self):
+        return None if self.gpu == "auto" else get_gpu(self.gpu)
+
+    @property
+    def target_settings(self) -> _Section:
+        section = getattr(self, self.target)
+        if section is not None:
+            return section
+        return {"docker": DockerTarget, "kubernetes": KubernetesTarget, "runpod": RunpodTarget}[self.target]()
+
+    @property
+    def resolved_tp(self) -> int:
+        """TP: explicit, else the seeds' rule (120b: all GPUs, 20b: 1)."""
+        if self.tensor_parallel != "auto":
+            return int(self.tensor_parallel)
+        return self.gpu_count if self.model == "openai/gpt-oss-120b" else 1
+
+    @property
+    def loopback_only(self) -> bool:
+        return self.target == "docker" and self.target_settings.publish_address in ("127.0.0.1", "::1", "localhost")
+
+    @property
+    def wants_api_key(self) -> bool:
+        if self.api_key_mode == "auto":
+            return "api_key" in self.secrets_set or not self.loopback_only
+        return self.api_key_mode != "none"
+
+    # ---------------------------------------------------------------- checks
+    def _cross_check(self) -> None:
+        """Every rule that spans fields. Raises SpecError naming field, value and fix."""
+        err = lambda f, v, p, fix: SpecError(f, v, p, fix, stack=self.stack or None)  # noqa: E731
+        model = self.model_info
+        gpu = self.gpu_info
+
+        if self.gpu_memory_fraction is not None and not (
+            C.MIN_MEMORY_FRACTION < self.gpu_memory_fraction <= C.MAX_MEMORY_FRACTION
+        ):
+            raise err("gpu_memory_fraction", self.gpu_memory_fraction,
+                      f"must be > {C.MIN_MEMORY_FRACTION} and <= {C.MAX_MEMORY_FRACTION} (the engine needs headroom for the CUDA context)",
+                      "use a value such as 0.90 (0.95 for long context on 80 GB cards)")
+
+        tp = self.tensor_parallel
+        if tp != "auto":
+            if tp < 1 or model.num_attention_heads % tp:
+                raise err("tensor_parallel", tp, f"must divide the model's {model.num_attention_heads} attention heads",
+                          "use 1, 2, 4 or 8")
+            if tp > self.gpu_count:
+                raise err("tensor_parallel", tp, f"exceeds gpu_count ({self.gpu_count})",
+                          f"set gpu_count: {tp} or tensor_parallel: {self.gpu_count}")
+        if self.resolved_tp > model.num_key_value_heads:
+            raise err("tensor_parallel", self.resolved_tp,
+                      f"is above the model's {model.num_key_value_heads} KV heads (KV heads would be replicated, wasting memory)",
+                      f"use at most {model.num_key_value_heads}, or run several replicas instead")
+
+        if self.max_model_len is not None and self.max_model_len > model.max_position_embeddings:
+            raise err("max_model_len", self.max_model_len,
+                      f"is above {self.model}'s maximum context ({model.max_position_embeddings})",
+                      f"use at most {model.max_position_embeddings}")
+
+        if self.speculative == "eagle3" and not model.eagle3_draft:
+            raise err("speculative", self.speculative, f"no EAGLE3 draft model is catalogued for {self.model}",
+                      "use speculative: none, or model openai/gpt-oss-120b")
+
+        if (self.enable_chunked_prefill is False and self.max_num_batched_tokens is not None
+                and self.max_model_len is not None and self.max_num_batched_tokens < self.max_model_len):
+            raise err("max_num_batched_tokens", self.max_num_batched_tokens,
+                      f"is below max_model_len ({self.max_model_len}) with chunked prefill off, so long prompts can never be scheduled",
+                      f"enable chunked prefill or set max_num_batched_tokens >= {self.max_model_len}")
+
+        if gpu is not None:
+            if not gpu.supports(self.model):
+                raise err("model", self.model, f"does not fit on {gpu.name} ({gpu.vram_gib:.0f} GiB); the seeds list it as 20b-only",
+                          "use model openai/gpt-oss-20b, or a GPU with 80 GB or more")
+            if self.gpu_count > gpu.max_per_node and self.target != "kubernetes":
+                raise err("gpu_count", self.gpu_count, f"is more than one {gpu.name} host has ({gpu.max_per_node})",
+                          f"use at most {gpu.max_per_node}, or the kubernetes target with replicas")
+            if self.kv_cache_dtype == "fp8" and gpu.vendor == "nvidia" and gpu.compute_capability < (8, 9):
+                raise err("kv_cache_dtype", "fp8", f"{gpu.name} (compute capability {gpu.compute_capability[0]}.{gpu.compute_capability[1]}) has no FP8 support",
+                          "use kv_cache_dtype: auto on Ampere")
+            if (self.backend == "vllm" and self.attention_backend == "FLASH_ATTN"
+                    and (gpu.vendor != "nvidia" or gpu.compute_capability[0] != 9)):
+                raise err("attention_backend", "FLASH_ATTN",
+                          f"gpt-oss needs attention sinks, which vLLM's FLASH_ATTN supports only on Hopper (FlashAttention 3); {gpu.name} is {gpu.arch}",
+                          "use TRITON_ATTN (or leave attention_backend unset for the GPU preset)")
+            if self.backend == "sglang" and self.attention_backend == "fa3" and gpu.arch != "hopper":
+                raise err("attention_backend", "fa3", f"FlashAttention 3 runs only on Hopper; {gpu.name} is {gpu.arch}",
+                          "use triton (or leave attention_backend unset)")
+
+        if self.api_key_mode == "config" and "api_key" not in self.secrets_set:
+            raise err("api_key_mode", "config", "no api_key secret is set",
+                      f"run `pulumi config set --secret {C.CONFIG_NAMESPACE}:api_key <key> --stack {self.stack or '<stack>'}` or use api_key_mode: generate")
+
+        for section in ("docker", "kubernetes", "runpod"):
+            if section != self.target and getattr(self, section) is not None:
+                raise err(section, "{...}", f"is set but target is {self.target!r}, so it would be ignored",
+                          f"remove the {section} section or set target: {section}")
+
+        img = self.image
+        if img.push and not img.registry:
+            raise err("image.push", True, "push needs a registry", "set image.registry (e.g. localhost:5000) or image.push: false")
+        if self.target in ("kubernetes", "runpod") and not img.registry:
+            raise err("image.registry", None, f"the {self.target} target pulls the image from a registry",
+                      "set image.registry to a registry the cluster/pod can pull from (e.g. ghcr.io/<org>)")
+
+        for name in self.env:
+            low = name.lower()
+            if any(s in low for s in ("token", "password", "secret", "api_key", "apikey")):
+                raise err(f"env.{name}", "<hidden>", "looks like a secret in plain config",
+                          f"use a secret config key ({', '.join(C.SECRET_KEYS)}) instead")
+        for i, arg in enumerate(self.extra_args):
+            if arg.split("=", 1)[0] in ("--api-key", "--hf-token"):
+                raise err(f"extra_args[{i}]", arg, "secrets on the command line show up in `ps` and in Pulumi state",
+                          "set the api_key / hf_token secret config key instead")
+        if self.extra_args and not self.extra_args[0].startswith("-"):
+            raise err("extra_args[0]", self.extra_args[0], "must start with an option (e.g. --max-log-len)",
+                      "write each option and its value as separate list items")
+
+    def check_deploy_secrets(self) -> None:
+        """Secrets a deployment needs (not rendering): call before creating any resource."""
+        img = self.image
+        pushing = img.push if img.push is not None else bool(img.registry)
+        if pushing and img.registry_username and "registry_password" not in self.secrets_set:
+            raise SpecError("registry_password", None,
+                            f"pushing to {img.registry} as {img.registry_username} needs the registry password",
+                            f"run `pulumi config set --secret {C.CONFIG_NAMESPACE}:registry_password <token> --stack {self.stack or '<stack>'}`",
+                            stack=self.stack or None)
+
+    # ---------------------------------------------------------------- YAML/config symmetry
+    def to_config(self) -> dict[str, Any]:
+        """Plain config mapping (bare keys, no secrets); load_spec(to_config()) == self."""
+        data = self.model_dump(mode="json", exclude={"stack", "secrets_set"}, exclude_defaults=True)
+        # Literal defaults that shape the stack are always written, so stack files are explicit.
+        for key in ("backend", "model", "gpu", "target"):
+            data[key] = getattr(self, key)
+        return data
+
+
+_FIELDS = [f for f in StackSpec.model_fields if f not in ("stack", "secrets_set")]
+_SECTIONS = {"docker": DockerTarget, "kubernetes": KubernetesTarget, "runpod": RunpodTarget, "image": ImageSpec}
+
+
+def _did_you_mean(word: str, choices: list[str]) -> str:
+    close = difflib.get_close_matches(word, choices, n=1, cutoff=0.6)
+    return f"did you mean {close[0]!r}?" if close else f"known keys: {', '.join(sorted(choices))}"
+
+
+def _check_keys(config: Mapping[str, Any], stack: str) -> None:
+    known = _FIELDS + list(C.SECRET_KEYS)
+    for key, value in config.items():
+        if key not in known:
+            raise SpecError(key, "...", "unknown key", _did_you_mean(key, known), stack=stack or None)
+        if key in _SECTIONS and isinstance(value, Mapping):
+            sub = list(_SECTIONS[key].model_fields)
+            if key == "kubernetes" and isinstance(value.get("autoscaling"), Mapping):
+                for k in value["autoscaling"]:
+                    if k not in Autoscaling.model_fields:
+                        raise SpecError(f"kubernetes.autoscaling.{k}", "...", "unknown key",
+                                        _did_you_mean(k, list(Autoscaling.model_fields)), stack=stack or None)
+            for k in value:
+                if k not in sub:
+                    raise SpecError(f"{key}.{k}", "...", "unknown key", _did_you_mean(k, sub), stack=stack or None)
+
+
+def _is_secure(value: Any) -> bool:
+    return isinstance(value, Mapping) and set(value) == {"secure"}
+
+
+def load_spec(config: Mapping[str, Any], stack: str = "", *, secrets_are_resolved: bool = False) -> StackSpec:
+    """Build a StackSpec from a config mapping with bare keys ("backend", not "gptoss-stacks:backend").
+
+    Secret keys must be Pulumi `secure:` values in stack files; with `secrets_are_resolved=True`
+    (inside a running Pulumi program, where the engine has decrypted them) any value counts as set.
+    Their values never enter the spec: only which keys are set.
+    """
+    _check_keys(config, stack)
+    secrets_set = set()
+    plain: dict[str, Any] = {}
+    for key, value in config.items():
+        if key in C.SECRET_KEYS:
+            if value in (None, ""):
+                continue
+            if not secrets_are_resolved and not _is_secure(value):
+                raise SpecError(key, "<plaintext hidden>", "a secret is stored in plain text in the stack file",
+                                f"run `pulumi config set --secret {C.CONFIG_NAMESPACE}:{key} <value> --stack {stack or '<stack>'}` "
+                                "and remove the plain value", stack=stack or None)
+            secrets_set.add(key)
+        elif _is_secure(value):
+            raise SpecError(key, "<secure>", "is not a secret setting, but is stored as one",
+                            f"store it in plain text; secrets are {', '.join(C.SECRET_KEYS)}", stack=stack or None)
+        else:
+            plain[key] = value
+    try:
+        spec = StackSpec(stack=stack, secrets_set=frozenset(secrets_set), **plain)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        loc = ".".join(str(p) for p in first["loc"])
+        value = first.get("input")
+        fix = "see the allowed values above"
+        if first["type"] == "literal_error":
+            fix = f"use one of {first['ctx']['expected']}"
+            if loc == "gpu":
+                fix += f" ({', '.join(gpus())} or auto)"
+        elif first["type"] == "missing":
+            fix = f"add `{C.CONFIG_NAMESPACE}:{loc}` to the stack file"
+        raise SpecError(loc, value, first["msg"].lower(), fix, stack=stack or None) from None
+    spec._cross_check()
+    return spec

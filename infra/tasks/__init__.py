@@ -1,0 +1,1 @@
+"""invoke task modules; tasks.py at the repo root assembles them into one Collection."""

@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Rendered by gptoss-stacks for stack rtx4090-vllm-20b (vllm, openai/gpt-oss-20b, rtx4090-24gb).
+# The same container `pulumi up` runs, for people who do not use Pulumi.
+# The image's launcher writes the engine config (vllm.yaml) from GPTOSS_STACK_SPEC,
+# checks the GPU it finds, then execs the command below.
+# Secrets are read from YOUR shell environment and passed by name only: API_KEY.
+set -euo pipefail
+: "${API_KEY:?export API_KEY (the key clients must send as 'Authorization: Bearer ...') first}"
+IMAGE="${IMAGE:-ghcr.io/your-org/gptoss-vllm:0.33.0-cuda}"
+exec docker run --rm --name gptoss-rtx4090-vllm-20b \
+  --gpus 1 --ipc=host --shm-size 16384m \
+  -p 0.0.0.0:8000:8000 \
+  -v gptoss-cache:/cache \
+  -e HF_HOME=/cache/huggingface \
+  -e VLLM_CACHE_ROOT=/cache/vllm \
+  -e FLASHINFER_WORKSPACE_BASE=/cache/flashinfer \
+  -e TRITON_CACHE_DIR=/cache/triton \
+  -e TORCHINDUCTOR_CACHE_DIR=/cache/inductor \
+  -e XDG_CACHE_HOME=/cache \
+  -e GPTOSS_STACK_SPEC='{"stack":"rtx4090-vllm-20b","backend":"vllm","model":"openai/gpt-oss-20b","gpu":"rtx4090-24gb","gpu_count":1,"tensor_parallel":"auto","max_num_seqs":8,"speculative":"none","fit_check":"strict","host":"0.0.0.0","port":8000,"api_key_mode":"auto","target":"docker","docker":{"host":"ssh://ubuntu@gpu-4090.internal","publish_address":"0.0.0.0","cache_volume":"gptoss-cache","shm_size_mb":16384,"restart":"unless-stopped"},"image":{"registry":"ghcr.io/your-org","registry_username":"your-org-bot","allow_unpinned_base":false},"env":{},"extra_args":[]}' \
+  -e API_KEY \
+  "$IMAGE" \
+  vllm serve openai/gpt-oss-20b --config /etc/gptoss/vllm.yaml

@@ -1,0 +1,153 @@
+"""Precedence: catalogue default < GPU preset < stack config < container env < extra_args."""
+import yaml
+import pytest
+
+from infra.catalogue import get_gpu
+from infra.envmap import EnvError, parse_env
+from infra.fit import FitError
+from infra.plan import Detected, build_plan
+from infra.spec import SpecError, load_spec
+
+H100 = {"backend": "vllm", "model": "openai/gpt-oss-120b", "gpu": "h100-80gb"}
+
+
+def plan(cfg=None, env=None, detected=None, **kw):
+    return build_plan(load_spec({**H100, **(cfg or {}), **kw}, stack="p"), env_overrides=env, detected=detected)
+
+
+def vllm_cfg(p):
+    return yaml.safe_load(p.files["vllm.yaml"])
+
+
+def test_each_layer_overrides_the_one_below():
+    # 1. catalogue default (seed 000): 8192 batched tokens; a GPU without a preset for it keeps it.
+    p = plan(gpu="a100-80gb")
+    assert vllm_cfg(p)["max-num-batched-tokens"] == 8192
+    assert p.provenance["max_num_batched_tokens"].startswith("default")
+    # 2. GPU preset: H100 TP1 120b OOM fix -> 1024 (seed 004).
+    p = plan()
+    assert vllm_cfg(p)["max-num-batched-tokens"] == 1024
+    assert p.provenance["max_num_batched_tokens"].startswith("preset vllm-h100-tp1-120b")
+    # 3. stack config
+    p = plan(max_num_batched_tokens=2048)
+    assert vllm_cfg(p)["max-num-batched-tokens"] == 2048 and p.provenance["max_num_batched_tokens"] == "stack config"
+    # 4. container env (launcher)
+    p = plan(max_num_batched_tokens=2048, env={"MAX_NUM_BATCHED_TOKENS": "4096"})
+    assert vllm_cfg(p)["max-num-batched-tokens"] == 4096
+    assert p.provenance["max_num_batched_tokens"] == "container env MAX_NUM_BATCHED_TOKENS"
+    # 5. extra_args: last word; the lower layers' value is removed from the config file.
+    p = plan(max_num_batched_tokens=2048, env={"MAX_NUM_BATCHED_TOKENS": "4096"},
+             extra_args=["--max-num-batched-tokens", "512"])
+    assert "max-num-batched-tokens" not in vllm_cfg(p)
+    assert p.argv[-2:] == ["--max-num-batched-tokens", "512"]
+
+
+def test_extra_args_replace_negations_and_keep_one_occurrence():
+    p = plan(enable_prefix_caching=False, extra_args=["--enable-prefix-caching"])
+    assert "--no-enable-prefix-caching" not in p.argv and p.argv.count("--enable-prefix-caching") == 1
+    p = build_plan(load_spec({"backend": "sglang", "model": "openai/gpt-oss-20b", "gpu": "h100-80gb",
+                              "extra_args": ["--context-length", "8192"]}, stack="s"))
+    assert p.argv.count("--context-length") == 1 and p.argv[-1] == "8192"
+
+
+def test_vllm_negatives_go_on_the_command_line_not_in_yaml():
+    p = plan(enable_prefix_caching=False, async_scheduling=False)
+    cfg = vllm_cfg(p)
+    assert "enable-prefix-caching" not in cfg and "async-scheduling" not in cfg
+    assert "--no-enable-prefix-caching" in p.argv and "--no-async-scheduling" in p.argv
+    assert False not in cfg.values()  # vLLM silently drops `key: false`
+    assert p.argv[:3] == ["vllm", "serve", "openai/gpt-oss-120b"]  # model positional, not --model
+
+
+def test_sglang_flags_use_sglang_names():
+    p = build_plan(load_spec({"backend": "sglang", "model": "openai/gpt-oss-120b", "gpu": "b200-180gb",
+                              "kv_cache_dtype": "fp8", "enable_prefix_caching": False}, stack="s"))
+    a = p.argv
+    assert a[a.index("--tool-call-parser") + 1] == "gpt-oss" and a[a.index("--reasoning-parser") + 1] == "gpt-oss"
+    assert a[a.index("--kv-cache-dtype") + 1] == "fp8_e4m3"
+    assert "--tp-size" in a and "--tp" not in a and "--disable-radix-cache" in a
+
+
+def test_seed_env_vars_and_legacy_names():
+    sg = load_spec({"backend": "sglang", "model": "openai/gpt-oss-120b", "gpu": "h200-141gb"}, stack="s")
+    p = build_plan(sg, env_overrides={"DYN_TOOL_CALL_PARSER": "harmony", "DYN_REASONING_PARSER": "gpt_oss",
+                            "MEM_FRACTION_STATIC": "0.85", "MAX_RUNNING_REQUESTS": "4", "CHUNKED_PREFILL": "false"})
+    a = p.argv
+    assert a[a.index("--tool-call-parser") + 1] == "gpt-oss" and a[a.index("--reasoning-parser") + 1] == "gpt-oss"
+    assert a[a.index("--mem-fraction-static") + 1] == "0.85" and a[a.index("--max-running-requests") + 1] == "4"
+    assert a[a.index("--chunked-prefill-size") + 1] == "-1"
+    assert any("harmony" in w for w in p.warnings) and any("gpt_oss" in w for w in p.warnings)
+
+
+def test_env_for_the_other_engine_is_ignored_with_a_warning():
+    out = parse_env({"MEM_FRACTION_STATIC": "0.8"}, "vllm")
+    assert out.values == {} and "GPU_MEMORY_UTILIZATION" in out.warnings[0]
+
+
+@pytest.mark.parametrize("env", [{"MAX_MODEL_LEN": "lots"}, {"GPU_MEMORY_UTILIZATION": "1.5"},
+                                 {"ASYNC_SCHEDULING": "maybe"}, {"MODEL": "openai/gpt-oss-70b"}, {"PORT": "0"}])
+def test_bad_env_values_fail_with_one_line(env):
+    with pytest.raises(EnvError) as exc:
+        parse_env(env, "vllm")
+    assert list(env)[0] in str(exc.value) and "\n" not in str(exc.value)
+
+
+def test_env_model_override_reruns_presets_and_checks():
+    p = plan(env={"MODEL": "openai/gpt-oss-20b"})
+    assert p.model == "openai/gpt-oss-20b" and p.argv[2] == "openai/gpt-oss-20b"
+    assert vllm_cfg(p)["max-num-batched-tokens"] == 8192  # the 120b-only H100 preset no longer applies
+
+
+def test_unset_max_num_seqs_is_sized_to_fit_but_explicit_one_is_refused():
+    p = plan(max_model_len=131072)
+    assert p.settings["max_num_seqs"] < 64 and "fit check" in p.provenance["max_num_seqs"]
+    with pytest.raises(FitError, match="lower max_num_seqs"):
+        plan(max_model_len=131072, max_num_seqs=64)
+    p = plan(max_model_len=131072, max_num_seqs=64, fit_check="warn")
+    assert any("does not fit" in w for w in p.warnings)
+
+
+def test_h100_tp2_fraction_limit():
+    with pytest.raises(SpecError, match="0.94"):
+        plan(gpu_count=2, tensor_parallel=2, gpu_memory_fraction=0.95)
+
+
+def test_detected_gpu_must_match_declared():
+    with pytest.raises(SpecError, match="this host has NVIDIA H200"):
+        plan(detected=Detected(get_gpu("h200-141gb"), 1))
+
+
+def test_auto_gpu_takes_the_detected_gpu_preset_and_fit():
+    local = {"backend": "vllm", "model": "openai/gpt-oss-120b", "gpu": "auto"}
+    p = build_plan(load_spec(local, stack="l"), detected=Detected(get_gpu("a100-80gb"), 2))
+    assert p.gpu == "a100-80gb" and p.tensor_parallel == 2  # seeds: TP = all GPUs for 120b
+    assert vllm_cfg(p)["attention-backend"] == "TRITON_ATTN" and p.fit
+    p = build_plan(load_spec({**local, "model": "openai/gpt-oss-20b"}, stack="l"),
+                   detected=Detected(get_gpu("h100-80gb"), 4))
+    assert p.tensor_parallel == 1 and vllm_cfg(p)["attention-backend"] == "FLASH_ATTN"
+    with pytest.raises(SpecError, match="20b"):
+        build_plan(load_spec(local, stack="l"), detected=Detected(get_gpu("l40s-48gb"), 1))
+
+
+def test_fit_uses_free_memory_from_the_host():
+    gib = 2**30
+    with pytest.raises(FitError, match="free memory"):
+        plan(detected=Detected(get_gpu("h100-80gb"), 1, free_bytes_per_gpu=40 * gib))
+
+
+def test_api_key_is_never_on_the_vllm_command_line():
+    p = plan(docker={"publish_address": "0.0.0.0"})
+    assert p.secrets == [{"env": "API_KEY", "pass_as": {"env": "VLLM_API_KEY"}}]
+    assert not any("api-key" in a for a in p.argv)
+    sg = build_plan(load_spec({"backend": "sglang", "model": "openai/gpt-oss-20b", "gpu": "h100-80gb",
+                               "docker": {"publish_address": "0.0.0.0"}}, stack="s"))
+    assert sg.secrets == [{"env": "API_KEY", "pass_as": {"flag": "--api-key"}}]
+
+
+def test_blackwell_and_amd_presets():
+    b = plan(gpu="b200-180gb")
+    assert vllm_cfg(b)["kv-cache-dtype"] == "fp8" and b.env["VLLM_USE_FLASHINFER_MOE_MXFP4_MXFP8"] == "1"
+    m = plan(gpu="mi355x-288gb")
+    assert m.argv[2] == "amd/gpt-oss-120b-w-mxfp4-a-fp8"
+    assert vllm_cfg(m)["served-model-name"] == "openai/gpt-oss-120b"
+    assert m.env["VLLM_ROCM_QUICK_REDUCE_QUANTIZATION"] == "INT4"

@@ -1,0 +1,175 @@
+import pytest
+from hypothesis import given, settings, strategies as st
+
+from infra.spec import SpecError, load_spec
+
+BASE = {"backend": "vllm", "model": "openai/gpt-oss-120b", "gpu": "h100-80gb"}
+
+
+def spec(**kw):
+    return load_spec({**BASE, **kw}, stack="t")
+
+
+def test_minimal_spec_and_defaults():
+    s = spec()
+    assert s.resolved_tp == 1 and s.port == 8000 and s.target == "docker"
+    assert s.loopback_only and not s.wants_api_key
+
+
+@pytest.mark.parametrize("key,expect", [("max_modle_len", "max_model_len"), ("gpu_mem_fraction", "gpu_memory_fraction"),
+                                        ("backnd", "backend"), ("tensor_paralel", "tensor_parallel")])
+def test_unknown_key_did_you_mean(key, expect):
+    with pytest.raises(SpecError, match=f"did you mean '{expect}'"):
+        load_spec({**BASE, key: 1}, stack="t")
+
+
+def test_unknown_nested_key():
+    with pytest.raises(SpecError, match=r"docker\.publish_adress.*did you mean 'publish_address'"):
+        spec(docker={"publish_adress": "0.0.0.0"})
+
+
+@pytest.mark.parametrize("kw,field", [
+    ({"backend": "tgi"}, "backend"), ({"gpu": "h100"}, "gpu"), ({"model": "openai/gpt-oss-70b"}, "model"),
+    ({"gpu_memory_fraction": 0.0}, "gpu_memory_fraction"), ({"gpu_memory_fraction": 0.99}, "gpu_memory_fraction"),
+    ({"gpu_memory_fraction": 1.5}, "gpu_memory_fraction"),
+    ({"tensor_parallel": 3, "gpu_count": 4}, "tensor_parallel"), ({"tensor_parallel": 2}, "tensor_parallel"),
+    ({"tensor_parallel": 16, "gpu_count": 16}, "tensor_parallel"),
+    ({"max_model_len": 262144}, "max_model_len"), ({"port": 70000}, "port"),
+])
+def test_bad_values_name_the_field(kw, field):
+    with pytest.raises(SpecError) as exc:
+        spec(**kw)
+    assert exc.value.field == field
+    assert "Fix:" in str(exc.value) and "gptoss-stacks:" in str(exc.value)
+
+
+@pytest.mark.parametrize("gpu", ["l40s-48gb", "rtx4090-24gb"])
+def test_120b_on_small_cards_is_refused(gpu):
+    with pytest.raises(SpecError, match="openai/gpt-oss-20b") as exc:
+        spec(gpu=gpu)
+    assert exc.value.field == "model"
+
+
+def test_fp8_kv_on_ampere_is_refused():
+    with pytest.raises(SpecError, match="FP8") as exc:
+        spec(gpu="a100-80gb", kv_cache_dtype="fp8")
+    assert exc.value.field == "kv_cache_dtype"
+    spec(gpu="h100-80gb", kv_cache_dtype="fp8")  # fine on Hopper
+
+
+@pytest.mark.parametrize("gpu", ["a100-80gb", "b200-180gb"])
+def test_flash_attn_off_hopper_is_refused(gpu):
+    with pytest.raises(SpecError, match="TRITON_ATTN"):
+        spec(gpu=gpu, attention_backend="FLASH_ATTN")
+
+
+def test_eagle3_needs_a_draft_model():
+    with pytest.raises(SpecError, match="EAGLE3"):
+        spec(model="openai/gpt-oss-20b", speculative="eagle3")
+
+
+def test_plaintext_secret_is_refused_and_not_echoed():
+    with pytest.raises(SpecError) as exc:
+        spec(api_key="sk-plaintext-123")
+    assert "sk-plaintext-123" not in str(exc.value)
+    assert "pulumi config set --secret gptoss-stacks:api_key" in str(exc.value)
+
+
+def test_secure_secret_is_recorded_without_value():
+    s = spec(api_key={"secure": "v1:abc"}, hf_token={"secure": "v1:def"})
+    assert s.secrets_set == {"api_key", "hf_token"}
+    assert "v1:abc" not in s.model_dump_json()
+
+
+def test_secret_looking_env_and_args_are_refused():
+    with pytest.raises(SpecError, match="secret"):
+        spec(env={"HF_TOKEN": "x"})
+    with pytest.raises(SpecError, match="ps"):
+        spec(extra_args=["--api-key", "x"])
+
+
+def test_wrong_target_section_is_refused():
+    with pytest.raises(SpecError, match="target is 'docker'"):
+        spec(runpod={"volume_gb": 100})
+
+
+def test_cloud_targets_need_a_registry():
+    with pytest.raises(SpecError) as exc:
+        spec(target="kubernetes")
+    assert exc.value.field == "image.registry"
+
+
+def test_deploy_needs_registry_password_only_when_pushing_with_a_user():
+    s = spec(image={"registry": "ghcr.io/x", "registry_username": "bot"})
+    with pytest.raises(SpecError) as exc:
+        s.check_deploy_secrets()
+    assert exc.value.field == "registry_password"
+    spec(image={"registry": "ghcr.io/x", "registry_username": "bot"},
+         registry_password={"secure": "v1:x"}).check_deploy_secrets()
+    spec(image={"registry": "localhost:5000"}).check_deploy_secrets()
+
+
+def test_api_key_mode():
+    assert spec(docker={"publish_address": "0.0.0.0"}).wants_api_key
+    assert spec(api_key_mode="none", docker={"publish_address": "0.0.0.0"}).wants_api_key is False
+    with pytest.raises(SpecError, match="api_key"):
+        spec(api_key_mode="config")
+
+
+# ---------------------------------------------------------------- properties
+
+valid_specs = st.fixed_dictionaries({
+    "backend": st.sampled_from(["vllm", "sglang"]),
+    "model": st.sampled_from(["openai/gpt-oss-20b", "openai/gpt-oss-120b"]),
+    "gpu": st.sampled_from(["h100-80gb", "h200-141gb", "b200-180gb", "a100-80gb", "mi300x-192gb", "auto"]),
+}, optional={
+    "max_model_len": st.integers(1024, 131072),
+    "gpu_memory_fraction": st.floats(0.06, 0.98, allow_nan=False),
+    "max_num_seqs": st.integers(1, 512),
+    "enable_prefix_caching": st.booleans(),
+    "port": st.integers(1, 65535),
+    "extra_args": st.lists(st.sampled_from(["--max-log-len", "100", "--disable-log-requests"]), max_size=3)
+        .filter(lambda a: not a or a[0].startswith("-")),
+})
+
+
+@settings(max_examples=150, deadline=None)
+@given(valid_specs)
+def test_round_trip_to_config(cfg):
+    s = load_spec(cfg, stack="p")
+    again = load_spec(s.to_config(), stack="p")
+    assert again == s
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.floats(allow_nan=False, allow_infinity=False, min_value=-2, max_value=3))
+def test_fraction_accepted_exactly_in_range(f):
+    try:
+        spec(gpu_memory_fraction=f)
+        assert 0.05 < f <= 0.98
+    except SpecError as exc:
+        assert not (0.05 < f <= 0.98)
+        assert exc.field == "gpu_memory_fraction"
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.integers(-2, 70), st.integers(1, 8))
+def test_tensor_parallel_rule(tp, count):
+    ok = tp >= 1 and 64 % tp == 0 and tp <= count and tp <= 8
+    try:
+        spec(tensor_parallel=tp, gpu_count=count)
+        assert ok
+    except SpecError as exc:
+        assert not ok and exc.field in ("tensor_parallel", "gpu_count")
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.text(alphabet="abcdefghijklmnopqrstuvwxyz_", min_size=1, max_size=20))
+def test_any_unknown_key_is_an_error_never_ignored(key):
+    from infra.spec import StackSpec
+    from infra.constants import SECRET_KEYS
+
+    if key in StackSpec.model_fields or key in SECRET_KEYS:
+        return
+    with pytest.raises(SpecError, match="unknown key"):
+        load_spec({**BASE, key: 1}, stack="t")
