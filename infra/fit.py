@@ -57,6 +57,7 @@ class FitReport:
     max_seqs_at_len: int  # how many full-length sequences fit
     max_len_at_seqs: int  # longest context that fits max_num_seqs sequences
     basis: str  # "catalogue VRAM" or "free memory"
+    tp_that_fits: int | None = None  # smallest larger TP (<= 8) at which the same settings fit
 
     @property
     def need_bytes(self) -> int:
@@ -73,15 +74,16 @@ class FitReport:
     def suggestions(self) -> list[str]:
         out = []
         if not self.weights_fit:
+            more = f"tensor_parallel {self.tp_that_fits}" if self.tp_that_fits else "more GPUs"
             out.append(f"the weights alone ({self.weights_bytes / GiB:.1f} GiB) do not fit on {self.tp} x {self.gpu_name}: "
-                       f"use more GPUs (tensor_parallel {self.tp * 2}) or a larger GPU")
+                       f"use {more} or a larger GPU")
             return out
         if self.max_len_at_seqs >= 1024:
             out.append(f"lower max_model_len to {self.max_len_at_seqs}")
         if self.max_seqs_at_len >= 1:
             out.append(f"lower max_num_seqs to {self.max_seqs_at_len}")
-        if self.tp * 2 <= 8 and self.tp * 2 <= self.model.num_key_value_heads:
-            out.append(f"use tensor_parallel {self.tp * 2} (gpu_count {self.tp * 2})")
+        if self.tp_that_fits:
+            out.append(f"use tensor_parallel {self.tp_that_fits} (gpu_count {self.tp_that_fits})")
         if self.kv_dtype != "fp8":
             out.append("use kv_cache_dtype fp8 (Ada/Hopper/Blackwell/AMD) to halve the KV cache")
         return out
@@ -130,9 +132,20 @@ def check_fit(
     max_len = max(int(room_per_seq // per_tok_full), 0) if per_tok_full else 0
     max_len = min(max_len, model.max_position_embeddings)
     max_len -= max_len % 256  # engines allocate in blocks; keep suggestions round
+    tp_that_fits = None
+    if budget < weights + overhead + per_seq * max_num_seqs:
+        for bigger in (2, 4, 8):
+            if bigger <= tp or bigger > model.num_key_value_heads:
+                continue
+            b_budget = int(per_gpu * fraction) * bigger
+            b_over = overhead_bytes_per_gpu(model, max_num_batched_tokens) * bigger
+            if weights + b_over + per_seq * max_num_seqs <= b_budget:
+                tp_that_fits = bigger
+                break
     return FitReport(
         model=model, gpu_name=gpu.name, tp=tp, max_model_len=max_model_len, max_num_seqs=max_num_seqs,
         fraction=fraction, kv_dtype=kv_dtype, budget_bytes=budget, weights_bytes=weights,
         overhead_bytes=overhead, kv_bytes=per_seq * max_num_seqs, max_seqs_at_len=int(max_seqs),
         max_len_at_seqs=max_len, basis="catalogue VRAM" if free_bytes_per_gpu is None else "free memory",
+        tp_that_fits=tp_that_fits,
     )

@@ -34,6 +34,18 @@ def test_full_128k_times_many_seqs_does_not_fit_h100_tp1():
     assert fit(BIG, "h100-80gb", 131072, r.max_seqs_at_len, fraction=0.95, batched=1024).fits
     assert fit(BIG, "h100-80gb", r.max_len_at_seqs, 64, fraction=0.95, batched=1024).fits
     assert 1 <= r.max_seqs_at_len <= 3
+    # 288 GiB of KV needs 8 H100s (2 and 4 are too few), and that is what is suggested
+    assert r.tp_that_fits == 8 and "use tensor_parallel 8" in msg
+    assert fit(BIG, "h100-80gb", 131072, 64, fraction=0.95, batched=1024, tp=8).fits
+    assert not fit(BIG, "h100-80gb", 131072, 64, fraction=0.95, batched=1024, tp=4).fits
+
+
+def test_tp_suggestion_only_when_it_fits():
+    r = fit(BIG, "h100-80gb", 131072, 8, fraction=0.9)
+    assert not r.fits and r.tp_that_fits == 2 and "use tensor_parallel 2" in r.message()
+    assert fit(BIG, "h100-80gb", 131072, 8, fraction=0.9, tp=2).fits
+    r = fit(BIG, "l40s-48gb", 4096, 1)
+    assert r.tp_that_fits == 2 and "use tensor_parallel 2" in r.message()
 
 
 @pytest.mark.parametrize("gpu", ["l40s-48gb", "rtx4090-24gb"])
