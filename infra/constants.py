@@ -33,7 +33,12 @@ CACHE_ENV = {
     "TRITON_CACHE_DIR": f"{CACHE_ROOT}/triton",
     "TORCHINDUCTOR_CACHE_DIR": f"{CACHE_ROOT}/inductor",
     "XDG_CACHE_HOME": CACHE_ROOT,
+    "CUDA_CACHE_PATH": f"{CACHE_ROOT}/cuda",
+    "TORCH_EXTENSIONS_DIR": f"{CACHE_ROOT}/torch_extensions",
 }
+# The engine runs as this non-root user in the images; volumes (Kubernetes fsGroup) use its uid.
+ENGINE_USER = "gptoss"
+ENGINE_UID = 10001
 TIKTOKEN_DIR = "/opt/tiktoken"
 
 # The stack spec travels to the container in this env var (no secrets in it) so the launcher

@@ -19,7 +19,8 @@ _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
 
 
-def _bool(name: str, raw: str) -> bool:
+def parse_bool(name: str, raw: str) -> bool:
+    """true/false, 1/0, yes/no, on/off; EnvError naming the variable otherwise."""
     low = raw.strip().lower()
     if low in _TRUE:
         return True
@@ -79,11 +80,11 @@ ENV_VARS: tuple[tuple[str, str, Callable[[str, str], Any], tuple[str, ...]], ...
     ("MAX_NUM_SEQS", "max_num_seqs", _int(1, 4096), ("vllm",)),
     ("MAX_RUNNING_REQUESTS", "max_num_seqs", _int(1, 4096), ("sglang",)),
     ("MAX_NUM_BATCHED_TOKENS", "max_num_batched_tokens", _int(64, 1 << 20), ("vllm",)),
-    ("ASYNC_SCHEDULING", "async_scheduling", _bool, ("vllm",)),
-    ("ENABLE_PREFIX_CACHING", "enable_prefix_caching", _bool, ("vllm",)),
-    ("ENABLE_CHUNKED_PREFILL", "enable_chunked_prefill", _bool, ("vllm",)),
-    ("CHUNKED_PREFILL", "enable_chunked_prefill", _bool, ("sglang",)),
-    ("ENABLE_AUTO_TOOL_CHOICE", "enable_auto_tool_choice", _bool, ("vllm",)),
+    ("ASYNC_SCHEDULING", "async_scheduling", parse_bool, ("vllm",)),
+    ("ENABLE_PREFIX_CACHING", "enable_prefix_caching", parse_bool, ("vllm",)),
+    ("ENABLE_CHUNKED_PREFILL", "enable_chunked_prefill", parse_bool, ("vllm",)),
+    ("CHUNKED_PREFILL", "enable_chunked_prefill", parse_bool, ("sglang",)),
+    ("ENABLE_AUTO_TOOL_CHOICE", "enable_auto_tool_choice", parse_bool, ("vllm",)),
     ("TOOL_CALL_PARSER", "tool_call_parser", _str, ("vllm",)),
     ("DYN_TOOL_CALL_PARSER", "tool_call_parser", _str, ("sglang",)),
     ("DYN_REASONING_PARSER", "reasoning_parser", _str, ("sglang",)),

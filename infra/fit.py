@@ -118,8 +118,13 @@ def check_fit(
     free_bytes_per_gpu: int | None = None,
 ) -> FitReport:
     """Compute the fit. `free_bytes_per_gpu` (from NVML) replaces the catalogue VRAM when given."""
-    per_gpu = gpu.vram_bytes if free_bytes_per_gpu is None else min(free_bytes_per_gpu, gpu.vram_bytes)
-    budget = int(per_gpu * fraction) * tp
+    per_gpu = gpu.vram_bytes
+    # Engines take total x fraction and refuse to start when less than that is free, so with NVML's
+    # free memory the budget is whichever is smaller.
+    per_gpu_budget = int(per_gpu * fraction)
+    if free_bytes_per_gpu is not None:
+        per_gpu_budget = min(per_gpu_budget, free_bytes_per_gpu)
+    budget = per_gpu_budget * tp
     overhead = overhead_bytes_per_gpu(model, max_num_batched_tokens) * tp
     weights = model.weights_bytes
     kv_room = max(budget - weights - overhead, 0)
@@ -137,7 +142,7 @@ def check_fit(
         for bigger in (2, 4, 8):
             if bigger <= tp or bigger > model.num_key_value_heads:
                 continue
-            b_budget = int(per_gpu * fraction) * bigger
+            b_budget = per_gpu_budget * bigger
             b_over = overhead_bytes_per_gpu(model, max_num_batched_tokens) * bigger
             if weights + b_over + per_seq * max_num_seqs <= b_budget:
                 tp_that_fits = bigger

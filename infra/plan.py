@@ -180,7 +180,8 @@ def _option(tok: str) -> str | None:
     return name
 
 
-def merge_extra_args(argv: list[str], files: dict[str, str], extra: list[str], backend: str) -> tuple[list[str], dict[str, str]]:
+def merge_extra_args(argv: list[str], files: dict[str, str], extra: list[str], backend: str,
+                     stack: str = "") -> tuple[list[str], dict[str, str]]:
     """Append extra_args; drop the same option (or its --no- form) set by lower layers."""
     if not extra:
         return argv, files
@@ -207,7 +208,6 @@ def merge_extra_args(argv: list[str], files: dict[str, str], extra: list[str], b
         if kept != cfg:
             from infra.render import render_template
 
-            stack = text.splitlines()[0].split("stack ", 1)[1].split(":", 1)[0]
             files = {**files, VLLM_CONFIG_FILE: render_template("vllm.yaml.j2", stack=stack, config=kept)}
     return out + list(extra), files
 
@@ -225,6 +225,9 @@ def build_plan(
 
     # Layer 4 can change the spec itself (model, TP, context...), so apply it to the spec first and
     # re-run the spec's cross-field checks on the result.
+    if detected is not None and spec.gpu == "auto" and detected.count > spec.gpu_count:
+        # With gpu: auto the container gets whatever GPUs the host has; TENSOR_PARALLEL_SIZE may use them.
+        spec = spec.model_copy(update={"gpu_count": detected.count})
     env = parse_env(env_overrides or {}, spec.backend)
     warnings += env.warnings
     spec_updates = {k: v for k, v in env.values.items() if k in SPEC_FIELDS}
@@ -330,7 +333,7 @@ def build_plan(
     else:
         argv, files = _sglang_argv(weights, settings, spec, tp, served)
     if spec.extra_args:
-        argv, files = merge_extra_args(argv, files, spec.extra_args, spec.backend)
+        argv, files = merge_extra_args(argv, files, spec.extra_args, spec.backend, spec.stack)
         for o in filter(None, map(_option, spec.extra_args)):
             provenance[f"argv:--{o}"] = "extra_args"
         if spec.backend == "sglang":
@@ -341,8 +344,9 @@ def build_plan(
 
     secrets: list[dict[str, Any]] = []
     if spec.wants_api_key:
-        # vLLM reads VLLM_API_KEY, which keeps the key out of `ps`; SGLang only takes --api-key.
-        secrets.append({"env": "API_KEY", "pass_as": {"env": "VLLM_API_KEY"} if spec.backend == "vllm" else {"flag": "--api-key"}})
+        # vLLM reads VLLM_API_KEY; SGLang has no env var for it, so the launcher writes it into a 0600
+        # --config file (key `api-key`). Either way it stays out of `ps` and out of argv.
+        secrets.append({"env": "API_KEY", "pass_as": {"env": "VLLM_API_KEY"} if spec.backend == "vllm" else {"config_key": "api-key"}})
     if "hf_token" in spec.secrets_set:
         secrets.append({"env": "HF_TOKEN", "pass_as": {"env": "HF_TOKEN"}})
     if "ssh_password" in spec.secrets_set:

@@ -4,8 +4,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# Debian packages: docker.io (image build tests), cmake + g++ (llama-server for endpoint tests).
-APT_PACKAGES=(docker.io cmake g++ git)
+# Debian packages: docker.io + docker-registry (real image builds, pinned-digest path), openssh-server
+# (sshd -t of the image's SSH config), cmake + g++ + ninja-build (llama-server for the endpoint tests).
+APT_PACKAGES=(docker.io docker-registry openssh-server cmake g++ ninja-build git)
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
@@ -21,3 +22,12 @@ if ((${#missing[@]})); then
 fi
 
 python3 -m pip install -q --disable-pip-version-check -e '.[dev]'
+
+# --with-pulumi: also install the Pulumi CLI (needed for `invoke up/preview/destroy/outputs`) with
+# Pulumi's official installer, unless one is already on PATH. Not used in CI (tests run Pulumi
+# programs under pulumi.runtime.set_mocks and need no CLI).
+if [ "${1:-}" = "--with-pulumi" ] && ! command -v pulumi >/dev/null 2>&1 && [ ! -x "$HOME/.pulumi/bin/pulumi" ]; then
+  echo "bootstrap: installing the Pulumi CLI into ~/.pulumi/bin"
+  curl -fsSL https://get.pulumi.com | sh -s -- --silent
+  echo "bootstrap: add ~/.pulumi/bin to PATH (invoke finds it there already)"
+fi

@@ -141,7 +141,8 @@ def test_api_key_is_never_on_the_vllm_command_line():
     assert not any("api-key" in a for a in p.argv)
     sg = build_plan(load_spec({"backend": "sglang", "model": "openai/gpt-oss-20b", "gpu": "h100-80gb",
                                "docker": {"publish_address": "0.0.0.0"}}, stack="s"))
-    assert sg.secrets == [{"env": "API_KEY", "pass_as": {"flag": "--api-key"}}]
+    assert sg.secrets == [{"env": "API_KEY", "pass_as": {"config_key": "api-key"}}]
+    assert not any("api-key" in a for a in sg.argv)
 
 
 def test_blackwell_and_amd_presets():

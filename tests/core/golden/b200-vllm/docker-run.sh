@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Rendered by gptoss-stacks for stack b200-vllm (vllm, openai/gpt-oss-120b, b200-180gb).
 # The same container `pulumi up` runs, for people who do not use Pulumi.
-# The image's launcher writes the engine config (vllm.yaml) from GPTOSS_STACK_SPEC,
-# checks the GPU it finds, then execs the command below.
+# The image's entrypoint (the launcher) rebuilds this plan from GPTOSS_STACK_SPEC plus any seed env
+# vars you add (-e MAX_MODEL_LEN=...), writes vllm.yaml, checks the GPU it finds, then execs:
+#   vllm serve openai/gpt-oss-120b --config /etc/gptoss/vllm.yaml
 # Secrets are read from YOUR shell environment and passed by name only: API_KEY.
 set -euo pipefail
 : "${API_KEY:?export API_KEY (the key clients must send as 'Authorization: Bearer ...') first}"
@@ -17,8 +18,9 @@ exec docker run --rm --name gptoss-b200-vllm \
   -e TRITON_CACHE_DIR=/cache/triton \
   -e TORCHINDUCTOR_CACHE_DIR=/cache/inductor \
   -e XDG_CACHE_HOME=/cache \
+  -e CUDA_CACHE_PATH=/cache/cuda \
+  -e TORCH_EXTENSIONS_DIR=/cache/torch_extensions \
   -e VLLM_USE_FLASHINFER_MOE_MXFP4_MXFP8=1 \
   -e GPTOSS_STACK_SPEC='{"stack":"b200-vllm","backend":"vllm","model":"openai/gpt-oss-120b","gpu":"b200-180gb","gpu_count":1,"tensor_parallel":"auto","max_model_len":131072,"speculative":"none","fit_check":"strict","host":"0.0.0.0","port":8000,"api_key_mode":"auto","target":"docker","docker":{"host":"ssh://ubuntu@gpu-b200.internal","publish_address":"0.0.0.0","cache_volume":"gptoss-cache","shm_size_mb":16384,"restart":"unless-stopped"},"image":{"registry":"ghcr.io/your-org","registry_username":"your-org-bot","allow_unpinned_base":false},"env":{},"extra_args":[]}' \
   -e API_KEY \
-  "$IMAGE" \
-  vllm serve openai/gpt-oss-120b --config /etc/gptoss/vllm.yaml
+  "$IMAGE"

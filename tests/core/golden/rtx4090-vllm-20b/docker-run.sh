@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Rendered by gptoss-stacks for stack rtx4090-vllm-20b (vllm, openai/gpt-oss-20b, rtx4090-24gb).
 # The same container `pulumi up` runs, for people who do not use Pulumi.
-# The image's launcher writes the engine config (vllm.yaml) from GPTOSS_STACK_SPEC,
-# checks the GPU it finds, then execs the command below.
+# The image's entrypoint (the launcher) rebuilds this plan from GPTOSS_STACK_SPEC plus any seed env
+# vars you add (-e MAX_MODEL_LEN=...), writes vllm.yaml, checks the GPU it finds, then execs:
+#   vllm serve openai/gpt-oss-20b --config /etc/gptoss/vllm.yaml
 # Secrets are read from YOUR shell environment and passed by name only: API_KEY.
 set -euo pipefail
 : "${API_KEY:?export API_KEY (the key clients must send as 'Authorization: Bearer ...') first}"
@@ -17,7 +18,8 @@ exec docker run --rm --name gptoss-rtx4090-vllm-20b \
   -e TRITON_CACHE_DIR=/cache/triton \
   -e TORCHINDUCTOR_CACHE_DIR=/cache/inductor \
   -e XDG_CACHE_HOME=/cache \
+  -e CUDA_CACHE_PATH=/cache/cuda \
+  -e TORCH_EXTENSIONS_DIR=/cache/torch_extensions \
   -e GPTOSS_STACK_SPEC='{"stack":"rtx4090-vllm-20b","backend":"vllm","model":"openai/gpt-oss-20b","gpu":"rtx4090-24gb","gpu_count":1,"tensor_parallel":"auto","max_num_seqs":8,"speculative":"none","fit_check":"strict","host":"0.0.0.0","port":8000,"api_key_mode":"auto","target":"docker","docker":{"host":"ssh://ubuntu@gpu-4090.internal","publish_address":"0.0.0.0","cache_volume":"gptoss-cache","shm_size_mb":16384,"restart":"unless-stopped"},"image":{"registry":"ghcr.io/your-org","registry_username":"your-org-bot","allow_unpinned_base":false},"env":{},"extra_args":[]}' \
   -e API_KEY \
-  "$IMAGE" \
-  vllm serve openai/gpt-oss-20b --config /etc/gptoss/vllm.yaml
+  "$IMAGE"

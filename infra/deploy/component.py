@@ -1,0 +1,167 @@
+"""`GptOssDeployment`: one stack's image, API key and server, as one Pulumi component.
+
+    image (docker_build.Image)  ->  target resources (docker: RemoteImage -> Container)
+    api key (config secret, or RandomPassword when the endpoint is reachable from outside)
+
+Everything the component can refuse it refuses before registering itself, so a bad stack
+creates nothing. Targets live in infra/deploy/targets/ (issue 6 adds runpod and kubernetes).
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pulumi
+import pulumi_random as random
+
+from infra import constants as C
+from infra.deploy.image import CONTEXT_ROOT, IMAGES_DIR, assemble_context, build_image, image_settings, image_warnings, validate_image
+from infra.deploy.targets import TargetContext, get_target
+
+TYPE_TOKEN = "gptoss:index:Deployment"
+# Config secret key -> the container env var that carries it (API_KEY is handled on its own).
+_ENV_OF_SECRET = {env: key for key, env in C.SECRET_ENV.items()}
+API_KEY_LENGTH = 48
+
+
+@dataclass(frozen=True)
+class GptOssDeploymentArgs:
+    """Typed inputs. `secrets` maps set secret config keys (hf_token, api_key, ...) to secret Outputs."""
+
+    spec: Any                                           # infra.spec.StackSpec
+    plan: Any                                           # infra.plan.LaunchPlan
+    secrets: Mapping[str, pulumi.Output[str]] = field(default_factory=dict)
+    images_dir: Path = IMAGES_DIR
+    context_root: Path = CONTEXT_ROOT       # where the image build context is assembled
+
+
+def validate(args: GptOssDeploymentArgs) -> None:
+    """Every refusal, with field and fix (infra.spec.SpecError). Registers nothing."""
+    spec, plan = args.spec, args.plan
+    validate_image(spec, plan)
+    get_target(spec).validate(spec, plan)
+    missing = [k for k in spec.secrets_set if k not in args.secrets]
+    if missing:  # a programming error, not a user one: the spec says set, nobody passed the value
+        raise ValueError(f"secrets {missing} are set in the stack but were not passed to the component")
+
+
+def labels_for(spec, plan) -> dict[str, str]:
+    return {
+        "gptoss.stack": spec.stack,
+        "gptoss.backend": plan.backend,
+        "gptoss.engine-version": plan.image["engine_version"],
+        "gptoss.model": plan.model,
+        "gptoss.gpu": plan.gpu,
+        "gptoss.project": C.PROJECT,
+    }
+
+
+def client_env_text(stack: str, base_url: str, model: str, api_key: str | None) -> str:
+    """The seeds' client `.env` (LLM_BASE_URL, OPENAI_API_KEY) plus the OpenAI SDK's own names."""
+    key = api_key if api_key else "dummy"
+    return (
+        f"# gptoss-stacks stack {stack}\n"
+        f"LLM_BASE_URL={base_url}\n"
+        f"OPENAI_BASE_URL={base_url}\n"
+        f"OPENAI_API_KEY={key}\n"
+        f"LLM_MODEL={model}\n"
+    )
+
+
+class GptOssDeployment(pulumi.ComponentResource):
+    endpoint_url: pulumi.Output[str]
+    health_url: pulumi.Output[str]
+    model: pulumi.Output[str]
+    backend: pulumi.Output[str]
+    gpu: pulumi.Output[str]
+    image_ref: pulumi.Output[str]
+    api_key: pulumi.Output[str] | None
+    client_env: pulumi.Output[str]
+    launch_plan: pulumi.Output[dict]
+    logs_command: pulumi.Output[list] | None
+
+    def __init__(self, name: str, args: GptOssDeploymentArgs, opts: pulumi.ResourceOptions | None = None):
+        validate(args)  # before registering anything, the component included
+        super().__init__(TYPE_TOKEN, name, None, opts)
+        spec, plan = args.spec, args.plan
+        stack = spec.stack or name
+        target = get_target(spec)
+        child = pulumi.ResourceOptions(parent=self)
+        for warning in [*plan.warnings, *image_warnings(spec, plan)]:
+            pulumi.log.warn(warning, resource=self)
+
+        registry_password = args.secrets.get("registry_password")
+        settings = image_settings(spec, plan, args.images_dir, args.context_root)
+        assemble_context(plan.backend, args.context_root, args.images_dir)
+        labels = labels_for(spec, plan)
+        image_labels = {k: v for k, v in labels.items() if k in ("gptoss.backend", "gptoss.engine-version", "gptoss.project")}
+        self.image = build_image(
+            f"{stack}-build", settings,
+            registry_username=spec.image.registry_username, registry_password=registry_password,
+            build_host=target.build_host(spec), parent=self, labels=image_labels,
+        )
+
+        self.api_key = self._api_key(stack, spec, args.secrets, child)
+        secret_env: dict[str, pulumi.Output[str]] = {}
+        for var in plan.secret_env:
+            if var == "API_KEY":
+                if self.api_key is not None:
+                    secret_env[var] = self.api_key
+            elif _ENV_OF_SECRET.get(var) in args.secrets:
+                secret_env[var] = args.secrets[_ENV_OF_SECRET[var]]
+
+        result = target.deploy(TargetContext(
+            stack=stack, spec=spec, plan=plan, image_ref=self.image.ref, image_digest=self.image.digest,
+            secret_env=secret_env, registry_username=spec.image.registry_username,
+            registry_password=registry_password, labels=labels, parent=self,
+        ))
+
+        host = pulumi.Output.from_input(result.host).apply(lambda h: f"[{h}]" if ":" in h else h)  # IPv6 literal
+        base = pulumi.Output.concat(result.scheme, "://", host, ":", pulumi.Output.from_input(result.port).apply(str))
+        served = spec.served_model_name or spec.model
+        self.endpoint_url = pulumi.Output.concat(base, "/v1")
+        self.health_url = pulumi.Output.concat(base, "/health")
+        self.model = pulumi.Output.from_input(served)
+        self.backend = pulumi.Output.from_input(plan.backend)
+        self.gpu = pulumi.Output.from_input(plan.gpu)
+        self.image_ref = self.image.ref
+        self.launch_plan = pulumi.Output.from_input(plan.to_launch_json())
+        self.logs_command = pulumi.Output.from_input(result.logs_command) if result.logs_command is not None else None
+        key = self.api_key if self.api_key is not None else pulumi.Output.from_input("")
+        self.client_env = pulumi.Output.secret(pulumi.Output.all(self.endpoint_url, key).apply(
+            lambda v: client_env_text(stack, v[0], served, v[1] or None)))
+        self.extra_outputs = dict(result.extra_outputs)
+
+        self.register_outputs(self.outputs())
+
+    def _api_key(self, stack: str, spec, secrets: Mapping[str, pulumi.Output[str]], child) -> pulumi.Output[str] | None:
+        """Config secret if set; generated when the endpoint is reachable from outside (or asked
+        for); none for a loopback-only endpoint (spec.wants_api_key decides)."""
+        if not spec.wants_api_key:
+            return None
+        if spec.api_key_mode != "generate" and "api_key" in secrets:
+            return pulumi.Output.secret(secrets["api_key"])
+        password = random.RandomPassword(f"{stack}-api-key", length=API_KEY_LENGTH, special=False, opts=child)
+        # The provider marks `result` secret on its side; wrap it here too so no engine or mock
+        # can ever see it in plain text.
+        return pulumi.Output.secret(password.result)
+
+    def outputs(self) -> dict[str, Any]:
+        """The stack outputs ARCHITECTURE.md names (the contract for smoke-test/bench), then extras."""
+        out: dict[str, Any] = {
+            "endpoint_url": self.endpoint_url,
+            "health_url": self.health_url,
+            "model": self.model,
+            "backend": self.backend,
+            "gpu": self.gpu,
+            "image_ref": self.image_ref,
+            "api_key": self.api_key,
+            "client_env": self.client_env,
+            "launch_plan": self.launch_plan,
+            "logs_command": self.logs_command,
+        }
+        for k, v in self.extra_outputs.items():
+            out.setdefault(k, v)
+        return out

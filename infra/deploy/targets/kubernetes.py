@@ -1,0 +1,489 @@
+"""Kubernetes target: the scale-out path (issue 6). One Deployment of N identical GPU pods.
+
+Interface (same protocol as the Docker target, infra/deploy/targets/base.py):
+
+    target = KubernetesTarget()
+    target.validate(spec, plan)          # SpecError for anything impossible; registers nothing
+    target.build_host(spec) -> None      # the image is pushed and pulled from the registry
+    result = target.deploy(ctx)          # ctx: TargetContext (image_ref Output, secret_env Outputs,
+                                         # registry password Output, labels, parent) -> TargetResult
+
+The pure helpers (`k8s_names`, `deployment_spec`, `probes`, `autoscaler_query`, ...) build the
+Kubernetes objects as plain camelCase dicts (the shape `kubectl` shows), so tests can check them
+with kubernetes-validate without Pulumi; `deploy` wraps them in pulumi-kubernetes resources.
+
+Resources (children of the component, default Kubernetes provider = the ambient kubeconfig /
+`kubernetes:context` config):
+
+    Namespace -> Secret (API key, HF token: Pulumi secrets, referenced by secretKeyRef, so the
+    Deployment never carries a value) -> image pull Secret (dockerconfigjson built inside an
+    apply from the registry password secret) -> PVC for the HF + compile caches (or an existing
+    claim) -> Deployment -> Service -> PodDisruptionBudget -> optional KEDA ScaledObject or HPA.
+
+Choices, each for a reason:
+- no `command`/`args`: the image's entrypoint is the launcher, which rebuilds this exact plan
+  from GPTOSS_STACK_SPEC (in plan.env) with the GPUs it finds and writes the plan's files. Setting
+  `command` to plan.argv would bypass it (no config files, the API key on the command line);
+- GPUs per pod = the plan's tensor-parallel size; more replicas, not bigger pods, scale out;
+- rolling update maxSurge 0 / maxUnavailable 1: the old pod frees its GPUs before the new one
+  is scheduled, so an update never needs a spare GPU node (one replica is briefly down);
+- startupProbe allows STARTUP_GRACE_SECONDS[model] (120b: 30 min of download + load + compile)
+  before liveness counts; liveness alone would kill a loading 120b pod;
+- the Deployment's Pulumi await timeout covers that grace too (`pulumi.com/timeoutSeconds`);
+- replicas > 1 (or autoscaling) share one cache claim, so it is ReadWriteMany; one replica
+  uses ReadWriteOnce (works with every block storage class).
+"""
+from __future__ import annotations
+
+import base64
+import json
+import math
+import re
+from collections.abc import Mapping
+from typing import Any
+
+import pulumi
+
+from infra import constants as C
+from infra.deploy.targets.base import TargetContext, TargetResult, health_path, startup_grace_seconds
+from infra.spec import SpecError
+
+# The Kubernetes minor the manifests are written (and validated, tests/cloud) for.
+KUBERNETES_VERSION = "1.33"
+CONTAINER_NAME = "server"
+PORT_NAME = "http"
+KEDA_API_VERSION = "keda.sh/v1alpha1"
+# Engine queue depth gauges (requests admitted but waiting for a batch slot).
+QUEUE_METRIC = {"vllm": "vllm:num_requests_waiting", "sglang": "sglang:num_queue_reqs"}
+# SGLang serves /metrics only with this flag; vLLM always does.
+SGLANG_METRICS_FLAG = "--enable-metrics"
+PROBE_PERIOD_S = 10
+# Margin on top of the startup grace for the Pulumi await of a rollout (image pull, scheduling).
+ROLLOUT_MARGIN_S = 900
+TERMINATION_GRACE_S = 30
+
+_DNS_LABEL = re.compile(r"[^a-z0-9-]+")
+_LABEL_VALUE = re.compile(r"[^A-Za-z0-9_.-]+")
+
+
+def _err(spec, field: str, value: Any, problem: str, fix: str) -> SpecError:
+    return SpecError(field, value, problem, fix, stack=spec.stack or None)
+
+
+def dns_name(text: str, limit: int = 63) -> str:
+    """A DNS-1035 label (Service names are the strictest): lowercase, digits, '-', starts with a letter."""
+    name = _DNS_LABEL.sub("-", text.lower()).strip("-")
+    if not name or not name[0].isalpha():
+        name = "g-" + name
+    return name[:limit].rstrip("-")
+
+
+def label_value(text: str) -> str:
+    """A valid label value: at most 63 of [A-Za-z0-9_.-], alphanumeric at both ends."""
+    return _LABEL_VALUE.sub("_", text)[:63].strip("_.-")
+
+
+def k8s_names(stack: str, spec) -> dict[str, str]:
+    base = dns_name(f"gptoss-{stack}", 50)  # room for the suffixes below
+    settings = spec.target_settings
+    return {
+        "namespace": settings.namespace,
+        "app": base,
+        "secret": f"{base}-secrets",
+        "pull_secret": f"{base}-pull",
+        "cache": settings.existing_claim or f"{base}-cache",
+        "pdb": base,
+        "autoscaler": base,
+    }
+
+
+def selector_labels(stack: str) -> dict[str, str]:
+    return {"app.kubernetes.io/name": "gptoss", "app.kubernetes.io/instance": label_value(stack)}
+
+
+def object_labels(stack: str, plan) -> dict[str, str]:
+    return {
+        **selector_labels(stack),
+        "app.kubernetes.io/component": "server",
+        "app.kubernetes.io/part-of": C.PROJECT,
+        "app.kubernetes.io/managed-by": "pulumi",
+        "app.kubernetes.io/version": label_value(plan.image["engine_version"]),
+        "gptoss.backend": plan.backend,
+        "gptoss.gpu": label_value(plan.gpu),
+        "gptoss.model": label_value(plan.model.split("/")[-1]),
+    }
+
+
+def object_annotations(labels: Mapping[str, str]) -> dict[str, str]:
+    """The component's labels (model ids contain '/', not allowed in label values) as annotations."""
+    return {k: str(v) for k, v in sorted(labels.items())}
+
+
+def gpus_per_pod(plan) -> int:
+    return int(plan.tensor_parallel)
+
+
+def replicas_wanted(spec) -> int:
+    settings = spec.target_settings
+    return settings.autoscaling.min_replicas if settings.autoscaling.enabled else settings.replicas
+
+
+def shared_cache(spec) -> bool:
+    settings = spec.target_settings
+    return settings.replicas > 1 or (settings.autoscaling.enabled and settings.autoscaling.max_replicas > 1)
+
+
+# ----------------------------------------------------------------------------- validation
+
+def validate(spec, plan) -> None:
+    """Every refusal of this target, before any resource. Raises SpecError naming the field."""
+    settings = spec.target_settings
+    gpu = spec.gpu_info
+    if gpu is None:
+        raise _err(spec, "gpu", spec.gpu, "the kubernetes target schedules pods by GPU product label and count, so the GPU must be named",
+                   "set gpu to the cluster's GPU (e.g. h100-80gb); `auto` only works on a single Docker host")
+    tp = gpus_per_pod(plan)
+    per_pod = max(int(plan.gpu_count), tp)
+    if per_pod > gpu.max_per_node:
+        field = "gpu_count" if int(plan.gpu_count) >= tp else "tensor_parallel"
+        raise _err(spec, field, per_pod,
+                   f"asks for {per_pod} {gpu.name} GPUs in one pod, but one node offers at most {gpu.max_per_node}",
+                   f"use at most {gpu.max_per_node} GPUs per pod (gpu_count = tensor_parallel) and scale out with kubernetes.replicas")
+    if int(plan.gpu_count) != tp:
+        raise _err(spec, "gpu_count", plan.gpu_count,
+                   f"on kubernetes gpu_count is the GPUs of one pod and must equal tensor_parallel ({tp}); "
+                   "the extra GPUs would sit idle in every pod",
+                   f"set gpu_count: {tp} and scale out with kubernetes.replicas")
+    auto = settings.autoscaling
+    if auto.enabled:
+        if auto.min_replicas > auto.max_replicas:
+            raise _err(spec, "kubernetes.autoscaling.min_replicas", auto.min_replicas,
+                       f"is above max_replicas ({auto.max_replicas})", "lower min_replicas or raise max_replicas")
+        if spec.backend == "sglang" and SGLANG_METRICS_FLAG not in spec.extra_args:
+            raise _err(spec, "kubernetes.autoscaling.enabled", True,
+                       f"SGLang serves the queue-depth metric ({QUEUE_METRIC['sglang']}) only with {SGLANG_METRICS_FLAG}",
+                       f"add `{SGLANG_METRICS_FLAG}` to extra_args, or turn autoscaling off")
+    if settings.existing_claim and settings.storage_class:
+        raise _err(spec, "kubernetes.storage_class", settings.storage_class,
+                   f"is ignored because kubernetes.existing_claim ({settings.existing_claim}) is used as the cache",
+                   "remove storage_class, or existing_claim to let the stack create the claim")
+
+
+# ----------------------------------------------------------------------------- object specs
+
+def probes(spec, plan) -> dict[str, dict]:
+    """startupProbe sized for model loading; readiness/liveness on /health once started."""
+    grace = startup_grace_seconds(spec.model)
+    get = {"path": health_path(), "port": PORT_NAME, "scheme": "HTTP"}
+    return {
+        "startupProbe": {"httpGet": dict(get), "periodSeconds": PROBE_PERIOD_S, "timeoutSeconds": 5,
+                         "failureThreshold": math.ceil(grace / PROBE_PERIOD_S)},
+        "readinessProbe": {"httpGet": dict(get), "periodSeconds": PROBE_PERIOD_S, "timeoutSeconds": 5,
+                           "failureThreshold": 3, "successThreshold": 1},
+        "livenessProbe": {"httpGet": dict(get), "periodSeconds": 30, "timeoutSeconds": 10, "failureThreshold": 3},
+    }
+
+
+def node_selector(spec) -> dict[str, str]:
+    gpu = spec.gpu_info
+    return {gpu.k8s_product_label: gpu.k8s_product, **spec.target_settings.node_selector}
+
+
+def gpu_resources(spec, plan) -> dict[str, dict[str, str]]:
+    gpu = spec.gpu_info
+    n = str(gpus_per_pod(plan))
+    # Extended resources: requests must equal limits; setting both keeps that explicit.
+    return {"limits": {gpu.k8s_resource: n}, "requests": {gpu.k8s_resource: n}}
+
+
+def container_env(plan, secret_name: str, secret_vars: list[str]) -> list[dict]:
+    """The plan's env (plain, sorted) then each secret by reference to the Secret (no value here)."""
+    env: list[dict] = [{"name": k, "value": v} for k, v in sorted(plan.env.items())]
+    for var in sorted(secret_vars):
+        env.append({"name": var, "valueFrom": {"secretKeyRef": {"name": secret_name, "key": var}}})
+    return env
+
+
+def deployment_spec(stack: str, spec, plan, *, image: Any, secret_vars: list[str], with_pull_secret: bool) -> dict:
+    settings = spec.target_settings
+    names = k8s_names(stack, spec)
+    labels = object_labels(stack, plan)
+    container: dict[str, Any] = {
+        "name": CONTAINER_NAME,
+        "image": image,
+        "imagePullPolicy": "IfNotPresent",
+        "ports": [{"name": PORT_NAME, "containerPort": int(plan.port), "protocol": "TCP"}],
+        "env": container_env(plan, names["secret"], secret_vars),
+        "resources": gpu_resources(spec, plan),
+        "volumeMounts": [
+            {"name": "cache", "mountPath": C.CACHE_ROOT},
+            {"name": "dshm", "mountPath": "/dev/shm"},
+        ],
+        **probes(spec, plan),
+    }
+    pod_spec: dict[str, Any] = {
+        "containers": [container],
+        "nodeSelector": node_selector(spec),
+        "tolerations": [dict(t) for t in settings.tolerations],
+        "terminationGracePeriodSeconds": TERMINATION_GRACE_S,
+        "volumes": [
+            {"name": "cache", "persistentVolumeClaim": {"claimName": names["cache"]}},
+            # NCCL and the engines' workers share memory through /dev/shm (the seeds' --ipc=host).
+            {"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": f"{settings.shm_size_gi}Gi"}},
+        ],
+    }
+    if with_pull_secret:
+        pod_spec["imagePullSecrets"] = [{"name": names["pull_secret"]}]
+    out: dict[str, Any] = {
+        "selector": {"matchLabels": selector_labels(stack)},
+        "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 0, "maxUnavailable": 1}},
+        # A 120b pod can take the whole startup grace to become ready; it is not "progressing" less.
+        "progressDeadlineSeconds": startup_grace_seconds(spec.model) + ROLLOUT_MARGIN_S,
+        "template": {
+            "metadata": {
+                "labels": labels,
+                "annotations": {
+                    "prometheus.io/scrape": "true",
+                    "prometheus.io/port": str(plan.port),
+                    "prometheus.io/path": "/metrics",
+                    "gptoss.model": plan.model,
+                },
+            },
+            "spec": pod_spec,
+        },
+    }
+    if not settings.autoscaling.enabled:
+        # With an autoscaler, it owns the replica count (a fixed value here would fight it).
+        out["replicas"] = settings.replicas
+    return out
+
+
+def cache_claim_spec(spec) -> dict:
+    settings = spec.target_settings
+    out: dict[str, Any] = {
+        "accessModes": ["ReadWriteMany" if shared_cache(spec) else "ReadWriteOnce"],
+        "resources": {"requests": {"storage": f"{settings.cache_size_gi}Gi"}},
+    }
+    if settings.storage_class:
+        out["storageClassName"] = settings.storage_class
+    return out
+
+
+def service_spec(stack: str, spec, plan) -> dict:
+    return {
+        "type": spec.target_settings.service_type,
+        "selector": selector_labels(stack),
+        "ports": [{"name": PORT_NAME, "port": int(spec.port), "targetPort": PORT_NAME, "protocol": "TCP"}],
+    }
+
+
+def pdb_spec(stack: str) -> dict:
+    # One pod at a time may be evicted (node drain), never the whole service at once; with one
+    # replica this still lets a drain proceed (a PDB that blocks drains is worse than downtime).
+    return {"maxUnavailable": 1, "selector": {"matchLabels": selector_labels(stack)}}
+
+
+def autoscaler_query(spec, plan) -> str:
+    metric = QUEUE_METRIC[plan.backend]
+    served = spec.served_model_name or spec.model
+    return f'sum({metric}{{namespace="{spec.target_settings.namespace}",model_name="{served}"}})'
+
+
+def scaled_object_spec(stack: str, spec, plan) -> dict:
+    """KEDA ScaledObject (keda.sh/v1alpha1) on the engine queue depth, through Prometheus."""
+    auto = spec.target_settings.autoscaling
+    return {
+        "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": k8s_names(stack, spec)["app"]},
+        "minReplicaCount": auto.min_replicas,
+        "maxReplicaCount": auto.max_replicas,
+        "pollingInterval": 15,
+        # A new replica costs a GPU node and minutes of loading: scale down slowly.
+        "cooldownPeriod": 600,
+        "triggers": [{
+            "type": "prometheus",
+            "metadata": {
+                "serverAddress": auto.prometheus_address,
+                "query": autoscaler_query(spec, plan),
+                "threshold": str(auto.queue_depth_target),
+            },
+        }],
+    }
+
+
+def hpa_spec(stack: str, spec, plan) -> dict:
+    """autoscaling/v2 HPA on an External metric (served by e.g. prometheus-adapter, which must
+    expose the engine's queue gauge under this name)."""
+    auto = spec.target_settings.autoscaling
+    return {
+        "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": k8s_names(stack, spec)["app"]},
+        "minReplicas": auto.min_replicas,
+        "maxReplicas": auto.max_replicas,
+        "metrics": [{
+            "type": "External",
+            "external": {
+                "metric": {"name": QUEUE_METRIC[plan.backend]},
+                "target": {"type": "AverageValue", "averageValue": str(auto.queue_depth_target)},
+            },
+        }],
+        "behavior": {"scaleDown": {"stabilizationWindowSeconds": 600}},
+    }
+
+
+def dockerconfigjson(registry: str, username: str, password: str) -> str:
+    """The kubernetes.io/dockerconfigjson payload. Only ever called inside an apply on a secret."""
+    auth = base64.b64encode(f"{username}:{password}".encode()).decode()
+    return json.dumps({"auths": {registry: {"username": username, "password": password, "auth": auth}}},
+                      sort_keys=True, separators=(",", ":"))
+
+
+def logs_command(stack: str, spec) -> list[str]:
+    sel = ",".join(f"{k}={v}" for k, v in selector_labels(stack).items())
+    n = max(spec.target_settings.replicas, spec.target_settings.autoscaling.max_replicas if spec.target_settings.autoscaling.enabled else 1)
+    return ["kubectl", "--namespace", spec.target_settings.namespace, "logs", "--selector", sel,
+            "--container", CONTAINER_NAME, "--tail", "200", "--prefix", "--max-log-requests", str(max(n, 1))]
+
+
+def port_forward_command(stack: str, spec) -> list[str]:
+    port = str(spec.port)
+    return ["kubectl", "--namespace", spec.target_settings.namespace, "port-forward",
+            f"service/{k8s_names(stack, spec)['app']}", f"{port}:{port}"]
+
+
+def cluster_url(stack: str, spec) -> str:
+    names = k8s_names(stack, spec)
+    return f"http://{names['app']}.{names['namespace']}.svc.cluster.local:{spec.port}/v1"
+
+
+# ----------------------------------------------------------------------------- Pulumi
+
+class KubernetesTarget:
+    name = "kubernetes"
+
+    def validate(self, spec, plan) -> None:
+        validate(spec, plan)
+
+    def build_host(self, spec) -> str | None:
+        return None  # built where `pulumi up` runs and pushed; the cluster pulls it
+
+    def deploy(self, ctx: TargetContext) -> TargetResult:
+        import pulumi_kubernetes as k8s
+
+        spec, plan, stack = ctx.spec, ctx.plan, ctx.stack
+        settings = spec.target_settings
+        names = k8s_names(stack, spec)
+        labels = object_labels(stack, plan)
+        annotations = object_annotations(ctx.labels)
+
+        def meta(name: str, extra_annotations: Mapping[str, str] | None = None) -> dict:
+            return {"name": name, "namespace": names["namespace"], "labels": labels,
+                    "annotations": {**annotations, **(extra_annotations or {})}}
+
+        namespace = k8s.core.v1.Namespace(
+            f"{stack}-namespace",
+            metadata={"name": names["namespace"], "labels": {"app.kubernetes.io/part-of": C.PROJECT}},
+            # Other stacks may share the namespace; destroying one stack must not delete theirs.
+            opts=pulumi.ResourceOptions(parent=ctx.parent, retain_on_delete=True),
+        )
+        in_ns = pulumi.ResourceOptions(parent=ctx.parent, depends_on=[namespace])
+
+        secret_vars = sorted(ctx.secret_env)
+        server_deps: list[pulumi.Resource] = [namespace]
+        if secret_vars:
+            secret = k8s.core.v1.Secret(
+                f"{stack}-secrets",
+                metadata=meta(names["secret"]),
+                type="Opaque",
+                # Each value is a Pulumi secret Output: encrypted in state, hidden in diffs.
+                string_data={var: pulumi.Output.secret(ctx.secret_env[var]) for var in secret_vars},
+                opts=in_ns,
+            )
+            server_deps.append(secret)
+
+        with_pull_secret = ctx.registry_password is not None and bool(spec.image.registry)
+        if with_pull_secret:
+            registry_host = spec.image.registry.split("/")[0]
+            username = ctx.registry_username or ""
+            payload = pulumi.Output.secret(pulumi.Output.from_input(ctx.registry_password).apply(
+                lambda password: dockerconfigjson(registry_host, username, password)))
+            pull = k8s.core.v1.Secret(
+                f"{stack}-pull-secret",
+                metadata=meta(names["pull_secret"]),
+                type="kubernetes.io/dockerconfigjson",
+                string_data={".dockerconfigjson": payload},
+                opts=in_ns,
+            )
+            server_deps.append(pull)
+
+        if not settings.existing_claim:
+            claim = k8s.core.v1.PersistentVolumeClaim(
+                f"{stack}-cache",
+                metadata=meta(names["cache"]),
+                spec=cache_claim_spec(spec),
+                # The cache holds ~63 GB of weights and compile caches: keep it on destroy.
+                opts=pulumi.ResourceOptions(parent=ctx.parent, depends_on=[namespace], retain_on_delete=True),
+            )
+            server_deps.append(claim)
+
+        timeout = startup_grace_seconds(spec.model) + ROLLOUT_MARGIN_S
+        deployment = k8s.apps.v1.Deployment(
+            f"{stack}-server",
+            metadata=meta(names["app"], {"pulumi.com/timeoutSeconds": str(timeout)}),
+            spec=deployment_spec(stack, spec, plan, image=ctx.image_ref, secret_vars=secret_vars,
+                                 with_pull_secret=with_pull_secret),
+            opts=pulumi.ResourceOptions(parent=ctx.parent, depends_on=server_deps),
+        )
+        service = k8s.core.v1.Service(
+            f"{stack}-service",
+            metadata=meta(names["app"]),
+            spec=service_spec(stack, spec, plan),
+            opts=in_ns,
+        )
+        k8s.policy.v1.PodDisruptionBudget(
+            f"{stack}-pdb", metadata=meta(names["pdb"]), spec=pdb_spec(stack), opts=in_ns)
+
+        auto = settings.autoscaling
+        if auto.enabled and auto.mode == "keda":
+            k8s.apiextensions.CustomResource(
+                f"{stack}-scaler", api_version=KEDA_API_VERSION, kind="ScaledObject",
+                metadata=meta(names["autoscaler"]), spec=scaled_object_spec(stack, spec, plan),
+                opts=pulumi.ResourceOptions(parent=ctx.parent, depends_on=[deployment]))
+        elif auto.enabled:
+            k8s.autoscaling.v2.HorizontalPodAutoscaler(
+                f"{stack}-hpa", metadata=meta(names["autoscaler"]), spec=hpa_spec(stack, spec, plan),
+                opts=pulumi.ResourceOptions(parent=ctx.parent, depends_on=[deployment]))
+
+        extra: dict[str, Any] = {
+            "namespace": names["namespace"],
+            "deployment": names["app"],
+            "service": names["app"],
+            "cluster_endpoint_url": cluster_url(stack, spec),
+            "replicas": replicas_wanted(spec),
+            "gpus_per_pod": gpus_per_pod(plan),
+        }
+        if settings.service_type == "LoadBalancer":
+            # The balancer's address once the cloud has assigned it.
+            host = service.status.apply(_ingress_host)
+        else:
+            # ClusterIP/NodePort: reach it from the deploying machine through kubectl.
+            host = "127.0.0.1"
+            extra["tunnel_command"] = port_forward_command(stack, spec)
+        return TargetResult(host=host, port=spec.port, logs_command=logs_command(stack, spec),
+                            extra_outputs=extra, depends_on=[deployment, service])
+
+
+def _ingress_host(status) -> str:
+    try:
+        ingress = status.load_balancer.ingress[0]
+        return ingress.ip or ingress.hostname or "pending-load-balancer"
+    except (AttributeError, IndexError, TypeError):
+        return "pending-load-balancer"
+
+
+def deploy(ctx: TargetContext) -> TargetResult:
+    """Module-level entry: validate then register (for callers that do not use the class)."""
+    validate(ctx.spec, ctx.plan)
+    return KubernetesTarget().deploy(ctx)
+
+
+__all__ = ["KubernetesTarget", "deploy", "validate", "deployment_spec", "probes", "k8s_names",
+           "dockerconfigjson", "scaled_object_spec", "hpa_spec", "KUBERNETES_VERSION", "QUEUE_METRIC"]

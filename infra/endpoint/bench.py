@@ -1,0 +1,339 @@
+"""``bench``: an async streaming load generator with the metrics ``vllm bench serve`` and
+AIPerf report.
+
+Definitions (per request, from the client's clock):
+- TTFT: request sent -> first streamed token of any kind (reasoning, content or tool call).
+  gpt-oss reasons first, so ``ttft_content`` (first *content* token) is reported separately.
+- E2E: request sent -> last byte of the stream.
+- TPOT: (E2E - TTFT) / (completion_tokens - 1), completion tokens from the server's usage.
+- ITL: gaps between successive token-bearing chunks.
+Per concurrency level: output tok/s and req/s over the level's wall time, p50/p90/p99 of
+each latency, and goodput = requests/s that met every SLO (TTFT, TPOT, E2E limits).
+
+The client measures its own cost: time spent decoding SSE and JSON per request and per
+chunk, and the process CPU use during the level. A CPU use near one core means the client,
+not the server, limits the numbers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import random
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from infra.endpoint.client import stale_connection
+from infra.endpoint.sse import SSEDecoder, StreamResult
+from infra.endpoint.target import Target
+
+WORDS = ("time person year way day thing man world life hand part child eye woman place work week case "
+         "point government company number group problem fact river cloud stone light sound music paper "
+         "market garden window summer winter story letter engine signal answer question system").split()
+
+
+@dataclass
+class BenchConfig:
+    concurrency: list[int] = field(default_factory=lambda: [1, 8, 32, 64])
+    input_len: int = 256              # approximate prompt length in words (~tokens)
+    output_len: int = 256             # max_tokens per request
+    num_prompts: int | None = None    # per level; default max(5 * concurrency, 10)
+    slo_ttft_ms: float | None = 2000.0
+    slo_tpot_ms: float | None = 100.0
+    slo_e2e_ms: float | None = None
+    ignore_eos: bool = False          # vLLM / llama.cpp: generate exactly output_len tokens
+    request_timeout: float = 600.0
+    level_timeout: float = 1800.0     # no new request starts after this; in-flight ones are cancelled
+    warmup: bool = True
+    seed: int = 0
+    price_per_hour: float | None = None
+
+    def prompts_for(self, c: int) -> int:
+        return self.num_prompts if self.num_prompts else max(5 * c, 10)
+
+
+@dataclass
+class RequestMetrics:
+    ok: bool
+    error: str | None = None
+    ttft: float | None = None
+    ttft_content: float | None = None
+    e2e: float = 0.0
+    itl: list[float] = field(default_factory=list)
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    chunks: int = 0
+    token_chunks: int = 0
+    client_s: float = 0.0             # time spent in this client's own parsing
+    retries: int = 0                  # 1 when a stale keep-alive connection had to be replaced
+    stale_retry: bool = field(default=False, repr=False)
+
+    @property
+    def tpot(self) -> float | None:
+        if self.ttft is None or not self.completion_tokens or self.completion_tokens < 2:
+            return None
+        return (self.e2e - self.ttft) / (self.completion_tokens - 1)
+
+
+def make_prompt(rng: random.Random, n_words: int, idx: int) -> str:
+    words = [rng.choice(WORDS) for _ in range(max(1, n_words - 8))]
+    return f"Request {idx}: continue this text. " + " ".join(words)
+
+
+def consume(dec: SSEDecoder, res: StreamResult, text: str, now: float) -> None:
+    """The client's per-chunk work: SSE framing + JSON + delta assembly."""
+    for ev in dec.feed(text):
+        res.add_event(ev, now)
+
+
+async def one_request(http: httpx.AsyncClient, target: Target, body: dict[str, Any]) -> RequestMetrics:
+    m = await _one_request(http, target, body)
+    if m.stale_retry:  # a pooled connection the server had closed: nothing was sent to the model
+        m = await _one_request(http, target, body)
+        m.retries = 1
+    return m
+
+
+async def _one_request(http: httpx.AsyncClient, target: Target, body: dict[str, Any]) -> RequestMetrics:
+    dec, res = SSEDecoder(), StreamResult()
+    client_s = 0.0
+    t0 = time.perf_counter()
+    try:
+        async with http.stream("POST", target.base_url + "/chat/completions", json=body,
+                               headers={**target.headers(), "Accept": "text/event-stream"}) as resp:
+            if resp.status_code != 200:
+                await resp.aread()
+                return RequestMetrics(False, f"HTTP {resp.status_code}: {resp.text[:120]}", e2e=time.perf_counter() - t0)
+            async for text in resp.aiter_text():
+                now = time.perf_counter()
+                consume(dec, res, text, now)
+                client_s += time.perf_counter() - now
+            now = time.perf_counter()
+            for ev in dec.flush():
+                res.add_event(ev, now)
+            client_s += time.perf_counter() - now
+    except (httpx.HTTPError, asyncio.TimeoutError) as exc:
+        m = RequestMetrics(False, f"{type(exc).__name__}: {str(exc)[:120]}", e2e=time.perf_counter() - t0)
+        m.stale_retry = stale_connection(exc)
+        return m
+    t_end = time.perf_counter()
+    m = RequestMetrics(ok=True, e2e=t_end - t0, chunks=res.chunks, token_chunks=len(res.token_times), client_s=client_s)
+    if res.errors or not res.done:
+        m.ok = False
+        m.error = "; ".join(res.errors[:2]) or "stream ended without [DONE]"
+    if res.t_first_token is not None:
+        m.ttft = res.t_first_token - t0
+    if res.t_first_content is not None:
+        m.ttft_content = res.t_first_content - t0
+    m.itl = [b - a for a, b in zip(res.token_times, res.token_times[1:])]
+    if res.usage:
+        m.prompt_tokens = res.usage.get("prompt_tokens")
+        m.completion_tokens = res.usage.get("completion_tokens")
+    else:  # no usage: one token per token-bearing chunk is the best estimate
+        m.completion_tokens = len(res.token_times)
+    if m.ok and not m.token_chunks:
+        m.ok, m.error = False, "no token in the stream"
+    return m
+
+
+def percentile(values: list[float], q: float) -> float | None:
+    """Linear interpolation between closest ranks (numpy's default)."""
+    if not values:
+        return None
+    xs = sorted(values)
+    pos = (len(xs) - 1) * q / 100.0
+    lo, hi = math.floor(pos), math.ceil(pos)
+    return xs[lo] + (xs[hi] - xs[lo]) * (pos - lo)
+
+
+def dist_ms(values: list[float]) -> dict[str, float | None]:
+    ms = [v * 1000.0 for v in values]
+    if not ms:
+        return {"mean": None, "p50": None, "p90": None, "p99": None}
+    return {"mean": sum(ms) / len(ms), "p50": percentile(ms, 50), "p90": percentile(ms, 90), "p99": percentile(ms, 99)}
+
+
+def meets_slo(m: RequestMetrics, cfg: BenchConfig) -> bool:
+    if not m.ok:
+        return False
+    if cfg.slo_ttft_ms is not None and (m.ttft is None or m.ttft * 1000 > cfg.slo_ttft_ms):
+        return False
+    if cfg.slo_tpot_ms is not None and m.tpot is not None and m.tpot * 1000 > cfg.slo_tpot_ms:
+        return False
+    if cfg.slo_e2e_ms is not None and m.e2e * 1000 > cfg.slo_e2e_ms:
+        return False
+    return True
+
+
+def summarize(c: int, n: int, metrics: list[RequestMetrics], duration: float, cpu_s: float, cfg: BenchConfig) -> dict[str, Any]:
+    ok = [m for m in metrics if m.ok]
+    out_tok = sum(m.completion_tokens or 0 for m in ok)
+    in_tok = sum(m.prompt_tokens or 0 for m in ok)
+    chunks = sum(m.chunks for m in metrics)
+    client_s = sum(m.client_s for m in metrics)
+    dur = max(duration, 1e-9)
+    errors: dict[str, int] = {}
+    for m in metrics:
+        if not m.ok:
+            errors[m.error or "?"] = errors.get(m.error or "?", 0) + 1
+    return {
+        "concurrency": c,
+        "num_prompts": n,
+        "completed": len(ok),
+        "failed": len(metrics) - len(ok),
+        "not_started": n - len(metrics),
+        "errors": errors,
+        "duration_s": duration,
+        "input_tokens": in_tok,
+        "output_tokens": out_tok,
+        "req_per_s": len(ok) / dur,
+        "output_tok_per_s": out_tok / dur,
+        "total_tok_per_s": (in_tok + out_tok) / dur,
+        "goodput_req_per_s": sum(meets_slo(m, cfg) for m in metrics) / dur,
+        "ttft_ms": dist_ms([m.ttft for m in ok if m.ttft is not None]),
+        "ttft_content_ms": dist_ms([m.ttft_content for m in ok if m.ttft_content is not None]),
+        "tpot_ms": dist_ms([m.tpot for m in ok if m.tpot is not None]),
+        "itl_ms": dist_ms([x for m in ok for x in m.itl]),
+        "e2e_ms": dist_ms([m.e2e for m in ok]),
+        "client": {
+            "overhead_ms_per_request": 1000.0 * client_s / max(1, len(metrics)),
+            "overhead_us_per_chunk": 1e6 * client_s / max(1, chunks),
+            "cpu_util": cpu_s / dur,  # fraction of one core used by this process
+        },
+        "requests": [{**{k: v for k, v in asdict(m).items() if k not in ("itl", "stale_retry")},
+                      "tpot": m.tpot, "itl_count": len(m.itl)} for m in metrics],
+    }
+
+
+async def run_level(target: Target, model: str, c: int, cfg: BenchConfig,
+                    progress: Any = None, task_id: Any = None) -> dict[str, Any]:
+    n = cfg.prompts_for(c)
+    rng = random.Random(cfg.seed * 1_000_003 + c)
+    bodies = []
+    for i in range(n):
+        body: dict[str, Any] = {"model": model, "messages": [{"role": "user", "content": make_prompt(rng, cfg.input_len, i)}],
+                                "max_tokens": cfg.output_len, "stream": True, "stream_options": {"include_usage": True}}
+        if cfg.ignore_eos:
+            body["ignore_eos"] = True
+        bodies.append(body)
+    limits = httpx.Limits(max_connections=c, max_keepalive_connections=c)
+    metrics: list[RequestMetrics] = []
+    queue = list(reversed(bodies))
+    deadline = time.monotonic() + cfg.level_timeout
+    async with httpx.AsyncClient(timeout=httpx.Timeout(cfg.request_timeout, connect=10.0), limits=limits) as http:
+        async def worker() -> None:
+            while queue and time.monotonic() < deadline:
+                body = queue.pop()
+                metrics.append(await one_request(http, target, body))
+                if progress is not None:
+                    progress.advance(task_id)
+
+        cpu0, t0 = time.process_time(), time.perf_counter()
+        workers = [asyncio.create_task(worker()) for _ in range(min(c, n))]
+        try:
+            await asyncio.wait_for(asyncio.gather(*workers), timeout=cfg.level_timeout + cfg.request_timeout)
+        except asyncio.TimeoutError:
+            pass
+        duration, cpu_s = time.perf_counter() - t0, time.process_time() - cpu0
+    return summarize(c, n, metrics, duration, cpu_s, cfg)
+
+
+def compare(levels: list[dict[str, Any]], target: Target, model: str, cfg: BenchConfig) -> dict[str, Any]:
+    """Measured vs the catalogue's expected tok/s for the stack's GPU, and $/M output tokens."""
+    expected = None
+    note = None
+    if target.gpu and target.backend:
+        try:
+            from infra.catalogue import expected_tok_s
+            expected = expected_tok_s(target.gpu, model, target.backend)
+        except ImportError as exc:  # the catalogue is optional for a bare --url run
+            note = f"catalogue unavailable: {exc}"
+        except Exception as exc:  # an unknown GPU/model id is not a benchmark failure
+            note = f"catalogue lookup failed: {type(exc).__name__}: {exc}"
+        if expected is None and note is None:
+            note = f"the catalogue has no expected tok/s for {target.gpu} / {model} / {target.backend}"
+    else:
+        note = "GPU or backend unknown (use --stack, or --gpu and --backend): no expected tok/s"
+
+    def verdict(value: float | None, rng: Any) -> str | None:
+        if value is None or not rng:
+            return None
+        lo, hi = rng  # either bound may be open (None): "at least 6000 tok/s" is [6000, None]
+        if lo is not None and value < lo:
+            return "below"
+        if hi is not None and value > hi:
+            return "above"
+        return "within"
+
+    single = next((lv for lv in levels if lv["concurrency"] == 1), None)
+    single_decode = None
+    if single and single["tpot_ms"]["p50"]:
+        single_decode = 1000.0 / single["tpot_ms"]["p50"]
+    best = max(levels, key=lambda lv: lv["output_tok_per_s"]) if levels else None
+    out: dict[str, Any] = {
+        "gpu": target.gpu, "model": model, "backend": target.backend, "expected": expected, "note": note,
+        "single_stream_decode_tok_s": single_decode,
+        "single_stream_verdict": verdict(single_decode, (expected or {}).get("single_stream")),
+        "best_output_tok_s": best["output_tok_per_s"] if best else None,
+        "best_concurrency": best["concurrency"] if best else None,
+        "batched_verdict": verdict(best["output_tok_per_s"] if best else None, (expected or {}).get("batched")),
+    }
+    if cfg.price_per_hour is not None:
+        out["price_per_hour"] = cfg.price_per_hour
+        out["usd_per_m_output_tokens"] = {
+            str(lv["concurrency"]): (cfg.price_per_hour / (lv["output_tok_per_s"] * 3600.0) * 1e6
+                                     if lv["output_tok_per_s"] > 0 else None)
+            for lv in levels}
+    return out
+
+
+async def _run(target: Target, model: str, cfg: BenchConfig, console: Any) -> list[dict[str, Any]]:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    if cfg.warmup:
+        async with httpx.AsyncClient(timeout=cfg.request_timeout) as http:
+            body = {"model": model, "messages": [{"role": "user", "content": "warm up"}], "max_tokens": 16,
+                    "stream": True, "stream_options": {"include_usage": True}}
+            await one_request(http, target, body)
+    levels = []
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=console, transient=False) as progress:
+        for c in cfg.concurrency:
+            tid = progress.add_task(f"concurrency {c:>3}", total=cfg.prompts_for(c))
+            levels.append(await run_level(target, model, c, cfg, progress, tid))
+    return levels
+
+
+def run_bench(target: Target, cfg: BenchConfig, out_dir: Path | None = None, console: Any = None) -> dict[str, Any]:
+    """Run every concurrency level; write ``bench.json`` and ``bench.png`` under ``out_dir``."""
+    from rich.console import Console
+
+    console = console or Console(stderr=True)
+    model = target.model
+    if not model:
+        r = httpx.get(target.base_url + "/models", headers=target.headers(), timeout=30)
+        r.raise_for_status()
+        model = r.json()["data"][0]["id"]
+    t0 = time.time()
+    levels = asyncio.run(_run(target, model, cfg, console))
+    result = {
+        "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t0)),
+        "target": {"base_url": target.base_url, "model": model, "backend": target.backend, "gpu": target.gpu,
+                   "source": target.source},
+        "config": {k: v for k, v in asdict(cfg).items()},
+        "levels": levels,
+        "comparison": compare(levels, target, model, cfg),
+    }
+    if out_dir is not None:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        (out_dir / "bench.json").write_text(json.dumps(result, indent=2))
+        from infra.endpoint.report import plot_bench
+
+        plot_bench(result, out_dir / "bench.png")
+        result["files"] = {"json": str(out_dir / "bench.json"), "png": str(out_dir / "bench.png")}
+    return result

@@ -1,0 +1,166 @@
+"""Where the endpoint is: a ``--url`` given by the user, or a Pulumi stack's outputs.
+
+Stack outputs (docs/ARCHITECTURE.md) are read with
+``pulumi stack output --json --show-secrets --stack NAME`` from the repo root:
+``endpoint_url`` (base URL ending in ``/v1``), ``health_url``, ``model``, ``backend``,
+``gpu``, ``api_key`` (secret, may be absent), ``logs_command`` (argv list or None).
+
+The API key is held in :class:`Target` but never shown: ``repr`` masks it, and nothing in
+this package prints or logs it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+class TargetError(Exception):
+    """The endpoint could not be determined; ``code`` is the exit code to use."""
+
+    def __init__(self, message: str, code: int = 2):
+        super().__init__(message)
+        self.code = code
+
+
+@dataclass(frozen=True)
+class Target:
+    base_url: str                    # ends in /v1, no trailing slash
+    health_url: str
+    model: str | None = None         # expected served model id (None: take what /v1/models lists)
+    api_key: str | None = field(default=None, repr=False)
+    backend: str | None = None
+    gpu: str | None = None
+    logs_command: list[str] | None = None
+    source: str = "url"              # "url" or "stack:NAME"
+
+    def __repr__(self) -> str:  # the key never appears, even in tracebacks
+        key = "set" if self.api_key else "none"
+        return (f"Target(base_url={self.base_url!r}, model={self.model!r}, api_key=<{key}>, "
+                f"backend={self.backend!r}, gpu={self.gpu!r}, source={self.source!r})")
+
+    def headers(self, with_key: bool = True) -> dict[str, str]:
+        h = {"Accept": "application/json"}
+        if with_key and self.api_key:
+            h["Authorization"] = f"Bearer {self.api_key}"
+        return h
+
+    def with_model(self, model: str) -> "Target":
+        return replace(self, model=model)
+
+
+def normalize_base_url(url: str) -> str:
+    """``http://h:8000``, ``http://h:8000/``, ``http://h:8000/v1/`` -> ``http://h:8000/v1``."""
+    url = url.strip()
+    if "://" not in url:
+        url = "http://" + url
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise TargetError(f"not an http(s) URL: {url!r}")
+    path = parts.path.rstrip("/")
+    if not path.endswith("/v1"):
+        path = path + "/v1"
+    return urlunsplit((parts.scheme, parts.netloc, path, "", ""))
+
+
+def default_health_url(base_url: str) -> str:
+    """vLLM, SGLang and llama-server serve ``/health`` at the root, beside ``/v1``."""
+    parts = urlsplit(base_url)
+    root = parts.path[: -len("/v1")] if parts.path.endswith("/v1") else parts.path
+    return urlunsplit((parts.scheme, parts.netloc, root.rstrip("/") + "/health", "", ""))
+
+
+def key_from_env(var: str | None) -> str | None:
+    if not var:
+        return None
+    value = os.environ.get(var)
+    if value is None:
+        raise TargetError(f"--api-key-env {var}: that environment variable is not set")
+    return value or None
+
+
+def read_stack_outputs(stack: str, repo: Path = REPO_ROOT, timeout: float = 60.0) -> dict[str, Any]:
+    """``pulumi stack output --json --show-secrets --stack NAME`` as a dict.
+
+    Raises TargetError with install instructions when the CLI is missing (exit 127)."""
+    from infra.tasks import pulumi_cli  # the one place that knows how to run pulumi
+
+    binary = pulumi_cli.find_pulumi()
+    if binary is None:
+        raise TargetError(pulumi_cli.INSTALL_HELP.format(plugins=", ".join(pulumi_cli.PLUGINS), repo=repo), code=127)
+    from invoke.exceptions import Exit
+
+    try:
+        env = pulumi_cli.pulumi_env(repo=repo, interactive=False)
+    except Exit as exc:  # e.g. a file backend without a passphrase: its own clear message
+        raise TargetError(str(exc.message or "pulumi cannot run"), code=exc.code or 2) from None
+    argv = [binary, *pulumi_cli.pulumi_argv("outputs", stack, show_secrets=True)]
+    try:
+        proc = subprocess.run(argv, cwd=repo, env=env, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        raise TargetError(f"`pulumi stack output --stack {stack}` did not answer within {timeout:.0f}s") from None
+    if proc.returncode != 0:
+        # stderr from pulumi carries no secret values (they are only on stdout)
+        raise TargetError(f"`pulumi stack output --stack {stack}` failed ({proc.returncode}): "
+                          f"{proc.stderr.strip()[-800:]}", code=proc.returncode or 1)
+    try:
+        data = json.loads(proc.stdout or "{}")
+    except ValueError:
+        raise TargetError(f"`pulumi stack output --stack {stack}` did not print JSON") from None
+    if not isinstance(data, dict):
+        raise TargetError(f"`pulumi stack output --stack {stack}` printed {type(data).__name__}, not an object")
+    return data
+
+
+def target_from_outputs(outputs: dict[str, Any], stack: str) -> Target:
+    url = outputs.get("endpoint_url")
+    if not url:
+        raise TargetError(f"stack {stack!r} has no `endpoint_url` output (is it deployed? `invoke up --stack {stack}`)")
+    base = normalize_base_url(str(url))
+    logs = outputs.get("logs_command")
+    if isinstance(logs, str):
+        logs = [logs] if logs else None
+    key = outputs.get("api_key")
+    return Target(
+        base_url=base,
+        health_url=str(outputs.get("health_url") or default_health_url(base)),
+        model=outputs.get("model") or None,
+        api_key=str(key) if key else None,
+        backend=outputs.get("backend") or None,
+        gpu=outputs.get("gpu") or None,
+        logs_command=[str(a) for a in logs] if logs else None,
+        source=f"stack:{stack}",
+    )
+
+
+def resolve_target(*, stack: str | None = None, url: str | None = None, api_key_env: str | None = None,
+                   model: str | None = None, backend: str | None = None, gpu: str | None = None,
+                   repo: Path = REPO_ROOT) -> Target:
+    """The endpoint to test. Exactly one of ``stack`` / ``url``; explicit options win over outputs."""
+    if bool(stack) == bool(url):
+        raise TargetError("give exactly one of --stack NAME or --url URL")
+    if stack:
+        target = target_from_outputs(read_stack_outputs(stack, repo), stack)
+    else:
+        base = normalize_base_url(url or "")
+        target = Target(base_url=base, health_url=default_health_url(base), source="url")
+    env_key = key_from_env(api_key_env)
+    return replace(
+        target,
+        api_key=env_key if api_key_env else target.api_key,
+        model=model or target.model,
+        backend=backend or target.backend,
+        gpu=gpu or target.gpu,
+    )
+
+
+def is_loopback(url: str) -> bool:
+    host = (urlsplit(url).hostname or "").lower()
+    return host in ("localhost", "::1") or host.startswith("127.")

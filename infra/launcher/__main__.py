@@ -1,0 +1,5 @@
+import sys
+
+from infra.launcher.main import main
+
+sys.exit(main())

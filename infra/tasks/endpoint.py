@@ -1,0 +1,209 @@
+"""`invoke smoke-test | wait-ready | bench`: prove a deployed endpoint works.
+
+Where the endpoint is: `--stack NAME` (reads `pulumi stack output --json --show-secrets`;
+URL, model, API key, GPU, backend and the logs command come from the outputs) or `--url URL`
+(with `--api-key-env VAR` naming the environment variable that holds the key).
+
+Defaults can be set in the invoke configuration under `endpoint:` (e.g. `invoke.yaml`):
+    endpoint:
+      api_key_env: GPTOSS_API_KEY
+      smoke: {turns: 2, concurrency: 4, max_tokens: 512, timeout: 120}
+      wait_ready: {timeout: 900, interval: 2}
+      bench: {concurrency: "1,8,32,64", input_len: 256, output_len: 256, out: build/bench,
+              slo_ttft_ms: 2000, slo_tpot_ms: 100, price_per_hour: null}
+Command-line options win over the configuration.
+"""
+
+from __future__ import annotations
+
+import json as _json
+import time
+from pathlib import Path
+from typing import Any
+
+from invoke import Collection, task
+from invoke.exceptions import Exit
+
+WHERE_HELP = {
+    "stack": "read URL, model, API key, GPU from this Pulumi stack's outputs",
+    "url": "base URL of the endpoint (http://host:port or .../v1); loopback-only servers work too",
+    "api_key_env": "name of the environment variable that holds the API key (the key itself is never printed)",
+    "model": "expected served model id (default: the stack's `model`, else the first listed)",
+}
+
+
+def _conf(c: Any, section: str | None, key: str, default: Any) -> Any:
+    """`endpoint.<section>.<key>` (or `endpoint.<key>`) from the invoke config, else default."""
+    try:
+        root = c.config.get("endpoint") or {}
+    except AttributeError:
+        return default
+    node = (root.get(section) or {}) if section else root
+    value = node.get(key) if hasattr(node, "get") else None
+    return default if value is None else value
+
+
+def _target(c: Any, stack: str | None, url: str | None, api_key_env: str | None, model: str | None, **extra: Any):
+    from infra.endpoint.target import TargetError, resolve_target
+
+    try:
+        return resolve_target(stack=stack, url=url, model=model,
+                              api_key_env=api_key_env or _conf(c, None, "api_key_env", None), **extra)
+    except TargetError as exc:
+        raise Exit(str(exc), code=exc.code) from None
+
+
+def _console(stderr: bool = False):
+    from rich.console import Console
+
+    console = Console(stderr=stderr)
+    if not console.is_terminal:  # logs and CI: wide enough that the tables do not wrap
+        console = Console(stderr=stderr, width=160)
+    return console
+
+
+@task(help={**WHERE_HELP,
+            "json": "also write the machine-readable report to this path",
+            "turns": "tool_loop: most tool-call rounds before a final answer is required (default 2)",
+            "concurrency": "concurrency check: parallel chats (default 4)",
+            "max_tokens": "max_tokens per request (gpt-oss reasons first; default 512)",
+            "timeout": "seconds per request (default 120)",
+            "only": "comma-separated check names to run (default: all)"})
+def smoke_test(c, stack=None, url=None, api_key_env=None, model=None, json=None, turns=None, concurrency=None,
+               max_tokens=None, timeout=None, only=None):
+    """Run the named endpoint checks; a table for people, --json for machines; non-zero on any failure."""
+    from infra.endpoint.checks import SmokeConfig, run_checks
+    from infra.endpoint.report import smoke_table
+
+    target = _target(c, stack, url, api_key_env, model)
+    cfg = SmokeConfig(
+        turns=int(turns or _conf(c, "smoke", "turns", 2)),
+        concurrency=int(concurrency or _conf(c, "smoke", "concurrency", 4)),
+        max_tokens=int(max_tokens or _conf(c, "smoke", "max_tokens", 512)),
+        timeout=float(timeout or _conf(c, "smoke", "timeout", 120.0)),
+        only=tuple(x.strip() for x in (only or "").split(",") if x.strip()),
+    )
+    out, err = _console(), _console(stderr=True)
+    try:
+        with err.status(f"smoke test against {target.base_url} ...") as status:
+            def progress(res):
+                mark = {"pass": "[green]pass[/]", "fail": "[red]FAIL[/]"}.get(res.status, "[yellow]skip[/]")
+                err.print(f"  {res.name:<17} {mark}  {res.seconds:.2f}s", highlight=False)
+                status.update(f"smoke test against {target.base_url}: {res.name} done")
+
+            report = run_checks(target, cfg, on_result=progress)
+    except ValueError as exc:  # an unknown --only name
+        raise Exit(str(exc), code=2) from None
+    out.print(smoke_table(report))
+    if json:
+        path = Path(json)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(_json.dumps(report.to_json(), indent=2))
+        err.print(f"JSON report: {path}")
+    if not report.passed:
+        failed = [r.name for r in report.checks if r.status == "fail"]
+        raise Exit(f"smoke test failed: {', '.join(failed)}", code=1)
+
+
+@task(help={**WHERE_HELP, "timeout": "give up after this many seconds (default 900)",
+            "interval": "seconds between polls (default 2)",
+            "log_lines": "log lines to show on timeout (default 40)"})
+def wait_ready(c, stack=None, url=None, api_key_env=None, model=None, timeout=None, interval=None, log_lines=None):
+    """Poll /health then /v1/models until the model is served; on timeout show recent logs and fail."""
+    from infra.endpoint.ready import recent_logs, wait_ready as _wait
+
+    target = _target(c, stack, url, api_key_env, model)
+    timeout = float(timeout if timeout is not None else _conf(c, "wait_ready", "timeout", 900.0))
+    interval = float(interval if interval is not None else _conf(c, "wait_ready", "interval", 2.0))
+    err = _console(stderr=True)
+    res = _wait(target, timeout=timeout, interval=interval, console=err)
+    if res.ready:
+        return
+    err.print(f"[bold red]not ready[/] after {res.seconds:.1f}s (phase {res.phase}; last: {res.last})")
+    lines = recent_logs(target.logs_command, int(log_lines or 40), secrets=(target.api_key,))
+    if lines is None:
+        err.print("(this target gives no logs command; check the server's own logs)")
+    else:
+        shown = " ".join(target.logs_command or [])
+        if target.api_key:
+            shown = shown.replace(target.api_key, "***")
+        err.rule(f"last {len(lines)} log lines ({shown})")
+        for line in lines:
+            err.print(line, markup=False, highlight=False)
+    raise Exit(f"endpoint not ready within {timeout:.0f}s", code=1)
+
+
+@task(help={**WHERE_HELP,
+            "concurrency": "comma-separated concurrency levels (default 1,8,32,64)",
+            "input_len": "prompt length in words, about tokens (default 256)",
+            "output_len": "max_tokens per request (default 256)",
+            "num_prompts": "requests per level (default max(5 x concurrency, 10))",
+            "out": "output directory for bench.json and bench.png (default build/bench/<time>)",
+            "gpu": "GPU id for the catalogue comparison (default: the stack's `gpu`)",
+            "backend": "vllm or sglang, for the catalogue comparison (default: the stack's `backend`)",
+            "price_per_hour": "what the GPU(s) cost in $/hour, to report $ per million output tokens",
+            "slo_ttft_ms": "goodput SLO: TTFT limit in ms (default 2000)",
+            "slo_tpot_ms": "goodput SLO: TPOT limit in ms (default 100)",
+            "slo_e2e_ms": "goodput SLO: end-to-end limit in ms (default none)",
+            "ignore_eos": "ask the server to generate exactly output_len tokens (vLLM, llama.cpp)",
+            "request_timeout": "seconds per request (default 600)",
+            "level_timeout": "seconds per concurrency level before no new request starts (default 1800)"})
+def bench(c, stack=None, url=None, api_key_env=None, model=None, concurrency=None, input_len=None, output_len=None,
+          num_prompts=None, out=None, gpu=None, backend=None, price_per_hour=None, slo_ttft_ms=None,
+          slo_tpot_ms=None, slo_e2e_ms=None, ignore_eos=False, request_timeout=None, level_timeout=None):
+    """Streaming load test: TTFT/TPOT/ITL/E2E percentiles, tok/s, goodput; JSON + PNG; catalogue comparison."""
+    from infra.endpoint.bench import BenchConfig, run_bench
+    from infra.endpoint.report import bench_table, comparison_table
+
+    target = _target(c, stack, url, api_key_env, model, gpu=gpu, backend=backend)
+
+    def num(name, value, default, conv=float):
+        v = value if value is not None else _conf(c, "bench", name, default)
+        return None if v is None else conv(v)
+
+    levels = str(concurrency or _conf(c, "bench", "concurrency", "1,8,32,64"))
+    try:
+        conc = [int(x) for x in levels.split(",") if x.strip()]
+    except ValueError:
+        raise Exit(f"--concurrency {levels!r}: expected comma-separated integers", code=2) from None
+    if not conc or min(conc) < 1:
+        raise Exit("--concurrency needs at least one level >= 1", code=2)
+    cfg = BenchConfig(
+        concurrency=conc,
+        input_len=num("input_len", input_len, 256, int),
+        output_len=num("output_len", output_len, 256, int),
+        num_prompts=num("num_prompts", num_prompts, None, int),
+        slo_ttft_ms=num("slo_ttft_ms", slo_ttft_ms, 2000.0),
+        slo_tpot_ms=num("slo_tpot_ms", slo_tpot_ms, 100.0),
+        slo_e2e_ms=num("slo_e2e_ms", slo_e2e_ms, None),
+        ignore_eos=bool(ignore_eos or _conf(c, "bench", "ignore_eos", False)),
+        request_timeout=num("request_timeout", request_timeout, 600.0),
+        level_timeout=num("level_timeout", level_timeout, 1800.0),
+        price_per_hour=num("price_per_hour", price_per_hour, None),
+    )
+    out_dir = Path(out or Path(_conf(c, "bench", "out", "build/bench")) / time.strftime("%Y%m%d-%H%M%S"))
+    import httpx
+
+    try:
+        result = run_bench(target, cfg, out_dir, console=_console(stderr=True))
+    except httpx.HTTPError as exc:  # e.g. listing the models to find the one to use
+        raise Exit(f"bench: {type(exc).__name__}: {exc}", code=1) from None
+    console = _console()
+    console.print(bench_table(result))
+    console.print(comparison_table(result))
+    console.print(f"wrote {result['files']['json']} and {result['files']['png']}")
+    if all(lv["completed"] == 0 for lv in result["levels"]):
+        raise Exit("bench: no request succeeded", code=1)
+
+
+TASKS = (smoke_test, wait_ready, bench)
+
+
+def register(ns: Collection) -> Collection:
+    """Add the tasks at top level (`invoke smoke-test`, not `invoke endpoint.smoke-test`)."""
+    for t in TASKS:
+        ns.add_task(t)
+    return ns
+
+
+ns = Collection("endpoint", *TASKS)

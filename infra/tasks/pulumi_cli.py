@@ -1,0 +1,230 @@
+"""`invoke preview|up|destroy|outputs --stack NAME`: thin wrappers around the `pulumi` CLI.
+
+What they add over calling `pulumi` yourself:
+- the stack name is checked against `stacks/Pulumi.<name>.yaml` before Pulumi starts;
+- state goes to a local file backend (`file://<repo>/.pulumi-state`) when no backend is
+  configured, so the `local` stack needs no Pulumi Cloud account;
+- a missing CLI or a missing passphrase is one clear message and a non-zero exit.
+
+Secrets and the passphrase: with a file backend Pulumi encrypts `secure:` config values with a
+key derived from a passphrase. It reads it from `PULUMI_CONFIG_PASSPHRASE` or
+`PULUMI_CONFIG_PASSPHRASE_FILE`; in a terminal it prompts when neither is set, anywhere else it
+fails, so we refuse early. An empty passphrase (`export PULUMI_CONFIG_PASSPHRASE=`) is allowed
+and fine for a single-user workstation; use a real one for anything shared. The passphrase must
+stay the same for a stack's whole life: the stack file's `encryptionsalt` and every `secure:`
+value in it are bound to it.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from invoke import Collection, task
+from invoke.exceptions import Exit
+
+from infra.constants import REPO_ROOT, STACKS_DIR
+
+STATE_DIR = REPO_ROOT / ".pulumi-state"
+# Plugin versions = the pip-installed SDK versions (each SDK's pulumi-plugin.json); `pulumi`
+# downloads them on first use, or `pulumi install` does it up front.
+PLUGINS = ("docker", "docker-build", "random")
+
+INSTALL_HELP = """\
+The Pulumi CLI (`pulumi`) is not installed or not on PATH.
+Install it, then run this command again:
+  Linux/macOS:  curl -fsSL https://get.pulumi.com | sh      # installs to ~/.pulumi/bin
+                export PATH="$HOME/.pulumi/bin:$PATH"
+  macOS (brew): brew install pulumi/tap/pulumi
+  Windows:      winget install pulumi   (or: choco install pulumi)
+Check with `pulumi version`. On first use Pulumi downloads the provider plugins this project
+uses ({plugins}); `pulumi install` in {repo} does that up front.
+Docs: https://www.pulumi.com/docs/install/"""
+
+PASSPHRASE_HELP = """\
+Pulumi needs the passphrase that encrypts this stack's secrets (file backend: {backend}),
+and this is not a terminal, so it cannot ask. Set one of:
+  export PULUMI_CONFIG_PASSPHRASE='...'          # empty ('') is allowed for a personal workstation
+  export PULUMI_CONFIG_PASSPHRASE_FILE=/path/to/file
+Use the same passphrase every time for a stack: its `secure:` values are bound to it."""
+
+
+def find_pulumi(env: Mapping[str, str] | None = None) -> str | None:
+    """The `pulumi` binary on PATH, else the installer's default place (~/.pulumi/bin)."""
+    env = os.environ if env is None else env
+    found = shutil.which("pulumi", path=env.get("PATH"))
+    if found:
+        return found
+    home = env.get("HOME")
+    if home:
+        candidate = Path(home) / ".pulumi" / "bin" / "pulumi"
+        if candidate.is_file() and os.access(candidate, os.X_OK):
+            return str(candidate)
+    return None
+
+
+def stack_names(stacks_dir: Path = STACKS_DIR) -> list[str]:
+    return sorted(p.name[len("Pulumi."):-len(".yaml")] for p in stacks_dir.glob("Pulumi.*.yaml"))
+
+
+def check_stack(name: str, stacks_dir: Path = STACKS_DIR) -> None:
+    known = stack_names(stacks_dir)
+    if name not in known:
+        raise Exit(
+            f"stack {name!r}: no file stacks/Pulumi.{name}.yaml. Known stacks: {', '.join(known) or '(none)'}",
+            code=2,
+        )
+
+
+def _project_backend_url(repo: Path) -> str | None:
+    """`backend.url` from Pulumi.yaml, if the project pins one."""
+    project = repo / "Pulumi.yaml"
+    if not project.is_file():
+        return None
+    import yaml  # core dependency; imported here so `find_pulumi` stays dependency-free
+
+    data = yaml.safe_load(project.read_text()) or {}
+    backend = data.get("backend") or {}
+    return backend.get("url") if isinstance(backend, dict) else None
+
+
+def _logged_in_backend(env: Mapping[str, str]) -> str | None:
+    """The backend `pulumi login` recorded for this user (~/.pulumi/credentials.json `current`)."""
+    home = env.get("PULUMI_HOME") or (str(Path(env["HOME"]) / ".pulumi") if env.get("HOME") else None)
+    if not home:
+        return None
+    creds = Path(home) / "credentials.json"
+    try:
+        return json.loads(creds.read_text()).get("current") or None
+    except (OSError, ValueError):
+        return None
+
+
+def resolve_backend(env: Mapping[str, str], repo: Path = REPO_ROOT) -> tuple[str, bool]:
+    """(backend URL, whether we chose it). Precedence: PULUMI_BACKEND_URL, Pulumi.yaml
+    `backend.url`, the user's `pulumi login`, else our local file backend."""
+    for configured in (env.get("PULUMI_BACKEND_URL"), _project_backend_url(repo), _logged_in_backend(env)):
+        if configured:
+            return configured, False
+    return (repo / ".pulumi-state").resolve().as_uri(), True
+
+
+def pulumi_env(base: Mapping[str, str] | None = None, repo: Path = REPO_ROOT, interactive: bool | None = None) -> dict[str, str]:
+    """The environment to run `pulumi` with. Raises Exit when a file backend has no passphrase
+    and nobody can be asked for one."""
+    env = dict(os.environ if base is None else base)
+    backend, chosen = resolve_backend(env, repo)
+    if chosen:
+        # An env var, not `pulumi login`: it does not change the user's global login.
+        Path(backend.removeprefix("file://")).mkdir(parents=True, exist_ok=True)
+        env["PULUMI_BACKEND_URL"] = backend
+        print(f"pulumi state: {backend} (no backend configured; set PULUMI_BACKEND_URL to use another)", file=sys.stderr)
+    interactive = sys.stdin.isatty() if interactive is None else interactive
+    needs_passphrase = backend.startswith("file://") or backend.startswith(("s3://", "gs://", "azblob://"))
+    has_passphrase = "PULUMI_CONFIG_PASSPHRASE" in env or "PULUMI_CONFIG_PASSPHRASE_FILE" in env
+    if needs_passphrase and not has_passphrase and not interactive:
+        raise Exit(PASSPHRASE_HELP.format(backend=backend), code=2)
+    env.setdefault("PULUMI_SKIP_UPDATE_CHECK", "true")
+    return env
+
+
+def pulumi_argv(action: str, stack: str, *, yes: bool = False, diff: bool = False,
+                show_secrets: bool = False, refresh: bool = False, interactive: bool = True) -> list[str]:
+    """The `pulumi` arguments for one action (without the binary)."""
+    if action == "preview":
+        argv = ["preview", "--stack", stack]
+        if diff:
+            argv.append("--diff")
+    elif action == "up":
+        argv = ["up", "--stack", stack]
+        # Outside a terminal `pulumi up` cannot ask for confirmation and would fail.
+        if yes or not interactive:
+            argv.append("--yes")
+        if diff:
+            argv.append("--diff")
+    elif action == "destroy":
+        argv = ["destroy", "--stack", stack]
+        if yes:
+            argv.append("--yes")
+        elif not interactive:
+            raise Exit("destroy outside a terminal needs --yes (nothing was destroyed)", code=2)
+    elif action == "outputs":
+        argv = ["stack", "output", "--json", "--stack", stack]
+        if show_secrets:
+            argv.append("--show-secrets")
+        return argv
+    else:  # pragma: no cover - the tasks below are the only callers
+        raise ValueError(action)
+    if refresh:
+        argv.append("--refresh")
+    return argv
+
+
+def _run(binary: str, argv: Sequence[str], env: Mapping[str, str], repo: Path) -> int:
+    print("+ pulumi " + " ".join(argv), file=sys.stderr)
+    return subprocess.run([binary, *argv], cwd=repo, env=dict(env), check=False).returncode
+
+
+def run_pulumi(action: str, stack: str, *, repo: Path = REPO_ROOT, stacks_dir: Path = STACKS_DIR,
+               env: Mapping[str, str] | None = None, interactive: bool | None = None, **flags: bool) -> int:
+    """Check, pick the backend, create the stack in it when needed, run the action. Returns
+    pulumi's exit code; raises Exit for our own refusals."""
+    check_stack(stack, stacks_dir)
+    base = dict(os.environ if env is None else env)
+    binary = find_pulumi(base)
+    if binary is None:
+        raise Exit(INSTALL_HELP.format(plugins=", ".join(PLUGINS), repo=repo), code=127)
+    interactive = sys.stdin.isatty() if interactive is None else interactive
+    run_env = pulumi_env(base, repo, interactive)
+    argv = pulumi_argv(action, stack, interactive=interactive, **flags)
+    if action in ("preview", "up"):
+        # A fresh backend does not know the stack yet: create it (config stays in stacks/).
+        rc = _run(binary, ["stack", "select", "--create", "--stack", stack], run_env, repo)
+        if rc != 0:
+            return rc
+    return _run(binary, argv, run_env, repo)
+
+
+def _finish(rc: int) -> None:
+    if rc != 0:
+        raise Exit(code=rc)
+
+
+@task(help={"stack": "stack name (stacks/Pulumi.<stack>.yaml)", "diff": "show a detailed property diff",
+            "refresh": "refresh state from the real resources first"})
+def preview(c, stack, diff=False, refresh=False):
+    """Show what `up` would change for a stack (no image is built during preview)."""
+    _finish(run_pulumi("preview", stack, diff=diff, refresh=refresh))
+
+
+@task(help={"stack": "stack name (stacks/Pulumi.<stack>.yaml)", "yes": "skip the confirmation prompt",
+            "diff": "show a detailed property diff", "refresh": "refresh state from the real resources first"})
+def up(c, stack, yes=False, diff=False, refresh=False):
+    """Build and push the image, deploy the stack, print its outputs."""
+    _finish(run_pulumi("up", stack, yes=yes, diff=diff, refresh=refresh))
+
+
+@task(help={"stack": "stack name", "yes": "skip the confirmation prompt (required outside a terminal)"})
+def destroy(c, stack, yes=False):
+    """Remove the stack's container, volume and other resources (pushed image tags are kept)."""
+    _finish(run_pulumi("destroy", stack, yes=yes))
+
+
+@task(help={"stack": "stack name", "show_secrets": "print secret outputs (api_key, client_env) in clear"})
+def outputs(c, stack, show_secrets=False):
+    """Print the stack outputs as JSON (endpoint_url, health_url, model, ...)."""
+    _finish(run_pulumi("outputs", stack, show_secrets=show_secrets))
+
+
+TASKS = (preview, up, destroy, outputs)
+
+
+def register(ns: Collection) -> Collection:
+    """Add the tasks at top level (`invoke up --stack local`, not `invoke pulumi-cli.up`)."""
+    for t in TASKS:
+        ns.add_task(t)
+    return ns

@@ -1,0 +1,58 @@
+"""Helpers for the cloud target tests (a unique module name, so it cannot collide with other
+test folders' helpers). Runs a stack file through the real Pulumi program (config reading, spec,
+launch plan, GptOssDeployment component, target, provider SDK serialisation) under the recording
+mock engine of infra.deploy.testing: the engine is the only fake."""
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import yaml
+
+from infra import constants as C
+from infra.deploy import testing as T
+from infra.stackfile import stack_path
+
+RUNPOD_STACKS = ["runpod-h100-sglang", "runpod-a100-vllm"]
+K8S_STACKS = ["k8s-h100-vllm", "k8s-h200-sglang"]
+NEW_STACKS = RUNPOD_STACKS + K8S_STACKS
+# Distinct, long, greppable values: any of them (or its base64) outside a secret wrapper is a leak.
+SENTINELS = {key: f"CLOUDSENTINEL-{key}-3f9a61c2e8d4b705" for key in C.SECRET_KEYS}
+GENERATED_KEY = "CLOUDSENTINEL-generated-api-key-81d0c7e2a6"
+ALL_SENTINELS = {**SENTINELS, "generated_api_key": GENERATED_KEY}
+
+
+def stack_doc(name: str) -> dict[str, Any]:
+    return dict((yaml.safe_load(stack_path(name).read_text()) or {}).get("config") or {})
+
+
+def pulumi_config(name: str, *, secrets: Mapping[str, str] | None = None,
+                  overrides: Mapping[str, Any] | None = None) -> tuple[dict[str, str], list[str]]:
+    """What the Pulumi CLI would hand the program: the stack file, `overrides` (bare keys; None
+    deletes) and each secret in `secrets` as a `secure:` entry."""
+    doc = stack_doc(name)
+    for key, value in (overrides or {}).items():
+        full = f"{C.CONFIG_NAMESPACE}:{key}"
+        if value is None:
+            doc.pop(full, None)
+        else:
+            doc[full] = value
+    secrets = dict(SENTINELS if secrets is None else secrets)
+    for key in secrets:
+        doc[f"{C.CONFIG_NAMESPACE}:{key}"] = {"secure": "v1:placeholder"}
+    return T.pulumi_config_from_stackfile(doc, secrets)
+
+
+def run_stack(name: str, *, secrets: Mapping[str, str] | None = None, overrides: Mapping[str, Any] | None = None,
+              monitor: T.RecordingMonitor | None = None) -> T.ProgramRun:
+    from infra.deploy.program import deploy
+
+    cfg, secret_keys = pulumi_config(name, secrets=secrets, overrides=overrides)
+    return T.run_program(lambda: deploy(), project=C.PROJECT, stack=name, config=cfg, secret_keys=secret_keys,
+                         mocks=T.DeterministicMocks(random_password=GENERATED_KEY), monitor=monitor)
+
+
+def manifest(resource: T.Resource) -> dict[str, Any]:
+    """A registered Kubernetes resource as the object the provider would send to the API server
+    (secret wrappers removed: validation is about shape, secrecy is checked separately)."""
+    return T.unwrap_secrets(resource.inputs)

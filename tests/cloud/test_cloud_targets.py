@@ -1,0 +1,379 @@
+"""RunPod and Kubernetes targets (issue 6), for every new stack, under the recording mock engine.
+
+Only the Pulumi engine is faked; the stack files, config reading, spec, launch plan, component,
+targets and the pulumi-kubernetes / runpodinfra SDK serialisation are the real code. Kubernetes
+objects are validated offline with kubernetes-validate in strict mode for Kubernetes 1.33; the KEDA
+ScaledObject (a CRD, not in kubernetes-validate) against the strict schema vendored in
+tests/cloud/schemas/.
+"""
+from __future__ import annotations
+
+import base64
+import json
+import math
+import re
+from pathlib import Path
+
+import jsonschema
+import kubernetes_validate
+import pytest
+from cloud_harness import (ALL_SENTINELS, K8S_STACKS, NEW_STACKS, RUNPOD_STACKS, SENTINELS, manifest,
+                           run_stack)
+
+from infra import constants as C
+from infra.catalogue import get_gpu
+from infra.deploy import testing as T
+from infra.deploy.targets import kubernetes as K
+from infra.deploy.targets import runpod as R
+from infra.plan import build_plan
+from infra.spec import SpecError, load_spec
+from infra.stackfile import list_stacks, load_stack, read_stack_config
+
+POD = "runpod:index:Pod"
+DEPLOYMENT = "kubernetes:apps/v1:Deployment"
+SECRET = "kubernetes:core/v1:Secret"
+SCALED_OBJECT = "kubernetes:keda.sh/v1alpha1:ScaledObject"
+HPA = "kubernetes:autoscaling/v2:HorizontalPodAutoscaler"
+KEDA_SCHEMA = json.loads((Path(__file__).parent / "schemas" / "keda-scaledobject-v1alpha1.json").read_text())
+CONTRACT_OUTPUTS = ("endpoint_url", "health_url", "model", "backend", "gpu", "image_ref", "api_key",
+                    "client_env", "launch_plan", "logs_command")
+LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
+
+
+def expected_spec(name: str):
+    config = read_stack_config(name)
+    config.update({key: {"secure": "v1:placeholder"} for key in SENTINELS})
+    return load_spec(config, name)
+
+
+@pytest.fixture(scope="module")
+def runs(request) -> dict[str, T.ProgramRun]:
+    from infra.deploy import targets
+
+    # The autouse fixture is function-scoped; register for this module-scoped run as well.
+    saved = dict(targets.TARGETS)
+    targets.TARGETS.setdefault("kubernetes", K.KubernetesTarget())
+    targets.TARGETS.setdefault("runpod", R.RunpodTarget())
+    try:
+        return {name: run_stack(name) for name in NEW_STACKS}
+    finally:
+        targets.TARGETS.clear()
+        targets.TARGETS.update(saved)
+
+
+def k8s_resources(run: T.ProgramRun) -> list[T.Resource]:
+    return [r for r in run.resources if r.type.startswith("kubernetes:")]
+
+
+def validate_k8s(obj: dict) -> str:
+    """Strict offline validation: core kinds with kubernetes-validate, KEDA with the vendored schema."""
+    if obj["apiVersion"] == K.KEDA_API_VERSION:
+        jsonschema.Draft202012Validator(KEDA_SCHEMA).validate(obj)
+        return "keda-vendored"
+    return kubernetes_validate.validate(obj, K.KUBERNETES_VERSION, strict=True)
+
+
+# ----------------------------------------------------------------------------- stacks
+
+def test_new_stacks_exist_and_build_a_plan():
+    for name in NEW_STACKS:
+        assert name in list_stacks()
+        build_plan(load_stack(name))
+    assert load_stack("k8s-h100-vllm").kubernetes.replicas == 2
+
+
+def test_stack_files_hold_no_secret_values():
+    for name in NEW_STACKS:
+        config = read_stack_config(name)
+        assert not set(config) & set(C.SECRET_KEYS), name
+
+
+# ----------------------------------------------------------------------------- secrecy
+
+@pytest.mark.parametrize("name", NEW_STACKS)
+def test_no_plaintext_secret_anywhere(runs, name):
+    run = runs[name]
+    leaks = T.find_plaintext_secrets(run.everything_sent(), ALL_SENTINELS)
+    assert leaks == [], leaks
+    out = run.stack_outputs
+    for key in CONTRACT_OUTPUTS:
+        # RunPod has no logs API: logs_command is None, which Pulumi does not export.
+        assert key in out or (key == "logs_command" and name in RUNPOD_STACKS), key
+    assert T.is_secret_output(out["api_key"]) and T.is_secret_output(out["client_env"])
+
+
+@pytest.mark.parametrize("name", K8S_STACKS)
+def test_secrets_reach_the_cluster_only_as_secrets(runs, name):
+    run = runs[name]
+    by_type = {r.plain("type"): r for r in run.of_type(SECRET)}
+    opaque, pull = by_type["Opaque"], by_type["kubernetes.io/dockerconfigjson"]
+    # The values are wrapped as secrets in what the program sends...
+    assert T.is_secret_wrapper(opaque.inputs["stringData"]) or all(
+        T.is_secret_wrapper(v) for v in opaque.inputs["stringData"].values())
+    assert T.is_secret_wrapper(pull.inputs["stringData"]) or T.is_secret_wrapper(pull.inputs["stringData"][".dockerconfigjson"])
+    # ...and really are the stack's secrets once unwrapped (so the scan above had something to find).
+    assert opaque.plain("stringData")["API_KEY"] == SENTINELS["api_key"]
+    assert opaque.plain("stringData")["HF_TOKEN"] == SENTINELS["hf_token"]
+    config = json.loads(pull.plain("stringData")[".dockerconfigjson"])
+    entry = config["auths"]["ghcr.io"]
+    assert base64.b64decode(entry["auth"]).decode() == f"your-org-bot:{SENTINELS['registry_password']}"
+    # The Deployment refers to the Secret; it never carries a value.
+    env = manifest(run.one(DEPLOYMENT))["spec"]["template"]["spec"]["containers"][0]["env"]
+    refs = {e["name"]: e["valueFrom"]["secretKeyRef"] for e in env if "valueFrom" in e}
+    assert set(refs) == {"API_KEY", "HF_TOKEN", "SSH_PASSWORD"}
+    assert {r["name"] for r in refs.values()} == {opaque.plain("metadata")["name"]}
+
+
+def test_the_scanner_finds_a_plain_dockerconfigjson():
+    """Control: the same payload outside a secret wrapper is reported (base64 included)."""
+    payload = K.dockerconfigjson("ghcr.io", "bot", SENTINELS["registry_password"])
+    auth_only = json.dumps({"auths": {"ghcr.io": {"auth": json.loads(payload)["auths"]["ghcr.io"]["auth"]}}})
+    assert T.find_plaintext_secrets({"stringData": {".dockerconfigjson": auth_only}}, SENTINELS)
+    encoded = base64.b64encode(payload.encode()).decode()
+    assert T.find_plaintext_secrets({"data": {".dockerconfigjson": encoded}}, SENTINELS)
+
+
+@pytest.mark.parametrize("name", RUNPOD_STACKS)
+def test_runpod_env_secrets_are_secret_and_pod_output_is_marked_secret(runs, name):
+    pod = runs[name].one(POD)
+    env = pod.inputs["env"]
+    secret_keys = {e["key"] for e in env if T.is_secret_wrapper(e["value"])}
+    assert secret_keys == {"API_KEY", "HF_TOKEN", "SSH_PASSWORD"}
+    assert set(pod.raw.get("additionalSecretOutputs", [])) >= {"pod", "env"}
+
+
+def test_runpod_ssh_public_key_goes_as_a_secret():
+    key = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIKcloudtargettestkey0000000000000000000 test@cloud"
+    run = run_stack("runpod-h100-sglang", overrides={"ssh_public_key": key})
+    env = run.one(POD).inputs["env"]
+    item = next(e for e in env if e["key"] == "SSH_PUBLIC_KEY")
+    assert T.is_secret_wrapper(item["value"]) and item["value"]["value"] == key
+
+
+# ----------------------------------------------------------------------------- Kubernetes schema
+
+@pytest.mark.parametrize("name", K8S_STACKS)
+def test_every_kubernetes_object_validates_strictly_for_1_33(runs, name):
+    resources = k8s_resources(runs[name])
+    kinds = {manifest(r)["kind"] for r in resources}
+    assert {"Namespace", "Secret", "PersistentVolumeClaim", "Deployment", "Service", "PodDisruptionBudget"} <= kinds
+    for res in resources:
+        assert validate_k8s(manifest(res)), res.name
+
+
+@pytest.mark.parametrize("overrides", [
+    {"kubernetes": {"replicas": 1, "autoscaling": {"enabled": True, "mode": "hpa", "max_replicas": 3}}},
+    {"kubernetes": {"replicas": 1, "existing_claim": "shared-hf-cache", "service_type": "LoadBalancer",
+                    "node_selector": {"topology.kubernetes.io/zone": "zone-a"}}},
+    {"kubernetes": {"replicas": 3, "storage_class": "nfs-rwx",
+                    "tolerations": [{"key": "dedicated", "operator": "Equal", "value": "llm", "effect": "NoSchedule"}]}},
+], ids=["hpa", "existing-claim-lb", "rwx-tolerations"])
+def test_variants_validate_strictly_too(overrides):
+    run = run_stack("k8s-h100-vllm", overrides=overrides)
+    for res in k8s_resources(run):
+        assert validate_k8s(manifest(res)), res.name
+    if "hpa" in json.dumps(overrides):
+        hpa = manifest(run.one(HPA))
+        assert hpa["spec"]["metrics"][0]["external"]["metric"]["name"] == "vllm:num_requests_waiting"
+        assert "replicas" not in manifest(run.one(DEPLOYMENT))["spec"]
+    if "existing_claim" in overrides["kubernetes"]:
+        assert not run.of_type("kubernetes:core/v1:PersistentVolumeClaim")
+        volumes = manifest(run.one(DEPLOYMENT))["spec"]["template"]["spec"]["volumes"]
+        assert {"name": "cache", "persistentVolumeClaim": {"claimName": "shared-hf-cache"}} in volumes
+
+
+def test_strict_mode_catches_a_typo():
+    """Control: strict validation rejects an unknown field that non-strict would let through."""
+    spec = load_stack("k8s-h100-vllm")
+    plan = build_plan(spec)
+    dep = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "x"},
+           "spec": K.deployment_spec("x", spec, plan, image="img", secret_vars=["API_KEY"], with_pull_secret=True)}
+    assert validate_k8s(dep)
+    dep["spec"]["template"]["spec"]["containers"][0]["startupProbes"] = dep["spec"]["template"]["spec"]["containers"][0]["startupProbe"]
+    kubernetes_validate.validate(dep, K.KUBERNETES_VERSION, strict=False)
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(dep, K.KUBERNETES_VERSION, strict=True)
+    so = {"apiVersion": K.KEDA_API_VERSION, "kind": "ScaledObject", "metadata": {"name": "x"},
+          "spec": {"scaleTargetRef": {"name": "x"}, "triggers": [{"type": "prometheus", "metadata": {}}], "maxReplicas": 3}}
+    with pytest.raises(jsonschema.ValidationError):
+        validate_k8s(so)
+
+
+# ----------------------------------------------------------------------------- Kubernetes semantics
+
+@pytest.mark.parametrize("name", K8S_STACKS)
+def test_gpus_probes_replicas_and_nodes_match_the_spec(runs, name):
+    spec, plan = expected_spec(name), build_plan(expected_spec(name))
+    gpu = get_gpu(spec.gpu)
+    dep = manifest(runs[name].one(DEPLOYMENT))
+    pod = dep["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+
+    # GPUs: TP per pod, on the catalogue's GPU product.
+    assert container["resources"]["limits"] == {gpu.k8s_resource: str(plan.tensor_parallel)}
+    assert pod["nodeSelector"] == {gpu.k8s_product_label: gpu.k8s_product}
+    assert pod["tolerations"] == spec.kubernetes.tolerations
+
+    # Replicas: fixed, or owned by the autoscaler.
+    auto = spec.kubernetes.autoscaling
+    if auto.enabled:
+        assert "replicas" not in dep["spec"]
+        so = manifest(runs[name].one(SCALED_OBJECT))["spec"]
+        assert (so["minReplicaCount"], so["maxReplicaCount"]) == (auto.min_replicas, auto.max_replicas)
+        trigger = so["triggers"][0]["metadata"]
+        assert K.QUEUE_METRIC[spec.backend] in trigger["query"] and trigger["threshold"] == str(auto.queue_depth_target)
+    else:
+        assert dep["spec"]["replicas"] == spec.kubernetes.replicas
+        assert not runs[name].of_type(SCALED_OBJECT) and not runs[name].of_type(HPA)
+
+    # Probes: a loading 120b pod gets the whole startup grace before liveness counts.
+    grace = C.STARTUP_GRACE_SECONDS[spec.model]
+    sp = container["startupProbe"]
+    assert sp["httpGet"]["path"] == "/health" and sp["periodSeconds"] * sp["failureThreshold"] >= grace
+    assert sp["failureThreshold"] == math.ceil(grace / sp["periodSeconds"])
+    for probe in ("readinessProbe", "livenessProbe"):
+        assert container[probe]["httpGet"] == {"path": "/health", "port": "http", "scheme": "HTTP"}
+    assert container["ports"] == [{"name": "http", "containerPort": plan.port, "protocol": "TCP"}]
+
+    # Rolling update that needs no spare GPU; in-memory /dev/shm; caches on the claim.
+    assert dep["spec"]["strategy"] == {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 0, "maxUnavailable": 1}}
+    assert {"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": f"{spec.kubernetes.shm_size_gi}Gi"}} in pod["volumes"]
+    assert {"name": "cache", "mountPath": C.CACHE_ROOT} in container["volumeMounts"]
+
+    # The launcher entrypoint runs the plan: no command override, the plan's env verbatim.
+    assert "command" not in container and "args" not in container
+    plain_env = {e["name"]: e["value"] for e in container["env"] if "value" in e}
+    assert plain_env == plan.env
+
+    # Labels are valid label values (the model id lives in an annotation).
+    for value in dep["spec"]["template"]["metadata"]["labels"].values():
+        assert LABEL_VALUE.match(value) and len(value) <= 63, value
+    assert dep["spec"]["template"]["metadata"]["annotations"]["gptoss.model"] == spec.model
+    # The Pulumi await covers a full model load.
+    assert int(dep["metadata"]["annotations"]["pulumi.com/timeoutSeconds"]) > grace
+
+
+@pytest.mark.parametrize("name", K8S_STACKS)
+def test_cache_claim_access_mode_follows_replicas(runs, name):
+    spec = expected_spec(name)
+    pvc = manifest(runs[name].one("kubernetes:core/v1:PersistentVolumeClaim"))
+    shared = spec.kubernetes.replicas > 1 or spec.kubernetes.autoscaling.enabled
+    assert pvc["spec"]["accessModes"] == ["ReadWriteMany" if shared else "ReadWriteOnce"]
+    assert pvc["spec"]["resources"]["requests"]["storage"] == f"{spec.kubernetes.cache_size_gi}Gi"
+
+
+@pytest.mark.parametrize("name", K8S_STACKS)
+def test_kubernetes_outputs(runs, name):
+    out = T.unwrap_secrets(runs[name].stack_outputs)
+    assert out["endpoint_url"] == "http://127.0.0.1:8000/v1"
+    assert out["tunnel_command"][:3] == ["kubectl", "--namespace", "gptoss"] and "port-forward" in out["tunnel_command"]
+    assert out["logs_command"][0] == "kubectl" and "logs" in out["logs_command"]
+    assert out["cluster_endpoint_url"].endswith(".gptoss.svc.cluster.local:8000/v1")
+    assert out["model"] == "openai/gpt-oss-120b"
+
+
+def test_pdb_and_service_select_the_pods(runs):
+    run = runs["k8s-h100-vllm"]
+    labels = manifest(run.one(DEPLOYMENT))["spec"]["template"]["metadata"]["labels"]
+    svc = manifest(run.one("kubernetes:core/v1:Service"))["spec"]
+    pdb = manifest(run.one("kubernetes:policy/v1:PodDisruptionBudget"))["spec"]
+    assert svc["selector"].items() <= labels.items()
+    assert pdb["selector"]["matchLabels"].items() <= labels.items() and pdb["maxUnavailable"] == 1
+    assert svc["ports"][0]["targetPort"] == "http"
+
+
+# ----------------------------------------------------------------------------- RunPod semantics
+
+@pytest.mark.parametrize("name", RUNPOD_STACKS)
+def test_runpod_pod_matches_the_seeds_setup(runs, name):
+    spec, plan = expected_spec(name), build_plan(expected_spec(name))
+    run = runs[name]
+    pod = run.one(POD)
+    args = T.unwrap_secrets(pod.inputs)
+    assert args["gpuTypeId"] == get_gpu(spec.gpu).runpod_id
+    assert args["gpuCount"] == plan.gpu_count
+    assert args["ports"] == "8000/tcp,22/tcp"
+    assert args["volumeInGb"] == 100 and args["volumeMountPath"] == C.CACHE_ROOT
+    assert args["imageName"] == T.unwrap_secrets(run.stack_outputs["image_ref"])
+    assert "dockerArgs" not in args  # the image's launcher entrypoint runs the plan
+    plain = {e["key"]: e["value"] for e in pod.inputs["env"] if not T.is_secret_wrapper(e["value"])}
+    assert plain == plan.env
+    out = T.unwrap_secrets(run.stack_outputs)
+    assert out["endpoint_url"] == "http://127.0.0.1:8000/v1"
+    assert out["tunnel_command"][:4] == ["ssh", "-N", "-L", "8000:127.0.0.1:8000"]
+    assert out["direct_endpoint_url"].startswith("http://") and out["pod_id"]
+
+
+def test_runpod_network_volume_replaces_the_pod_volume():
+    run = run_stack("runpod-a100-vllm", overrides={"runpod": {"network_volume_id": "vol-abc", "data_center_id": "EU-RO-1"}})
+    args = T.unwrap_secrets(run.one(POD).inputs)
+    assert args["networkVolumeId"] == "vol-abc" and args["dataCenterId"] == "EU-RO-1" and "volumeInGb" not in args
+
+
+# ----------------------------------------------------------------------------- refusals
+
+def refused(name: str, overrides: dict) -> SpecError:
+    """Run the program; it must raise SpecError having registered nothing but the stack."""
+    monitor = T.RecordingMonitor(T.DeterministicMocks())
+    with pytest.raises(SpecError) as info:
+        run_stack(name, overrides=overrides, monitor=monitor)
+    types = {r.get("type") for r in monitor.registrations}
+    assert types <= {T.STACK_TYPE}, types
+    return info.value
+
+
+def test_more_gpus_per_pod_than_the_gpu_type_offers_is_refused():
+    err = refused("k8s-h100-vllm", {"model": "openai/gpt-oss-20b", "gpu_count": 16})
+    assert err.field == "gpu_count" and "at most 8" in str(err) and "replicas" in err.fix
+    # 120b with TP 16: the core refuses it first (TP above the model's KV heads), still before any resource.
+    err = refused("k8s-h200-sglang", {"gpu_count": 16})
+    assert err.field in ("tensor_parallel", "gpu_count")
+
+
+def test_idle_gpus_per_pod_are_refused():
+    err = refused("k8s-h100-vllm", {"model": "openai/gpt-oss-20b", "gpu_count": 2})
+    assert err.field == "gpu_count" and "tensor_parallel" in str(err)
+
+
+def test_runpod_gpu_not_on_runpod_is_refused():
+    err = refused("runpod-h100-sglang", {"gpu": "mi355x-288gb", "backend": "vllm"})
+    assert err.field == "gpu" and "not offered on RunPod" in str(err)
+
+
+def test_missing_registry_is_refused():
+    for name in ("runpod-a100-vllm", "k8s-h100-vllm"):
+        err = refused(name, {"image": {"push": False}})
+        assert err.field == "image.registry"
+
+
+def test_gpu_auto_is_refused_for_cloud_targets():
+    for name in ("runpod-a100-vllm", "k8s-h100-vllm"):
+        err = refused(name, {"gpu": "auto"})
+        assert err.field == "gpu"
+
+
+def test_sglang_autoscaling_needs_metrics():
+    err = refused("k8s-h200-sglang", {"extra_args": None})
+    assert err.field == "kubernetes.autoscaling.enabled" and "--enable-metrics" in err.fix
+
+
+def test_network_volume_needs_its_data_center():
+    err = refused("runpod-a100-vllm", {"runpod": {"network_volume_id": "vol-abc"}})
+    assert err.field == "runpod.data_center_id"
+
+
+def _stable(value):
+    """Dependency URN lists are built from sets inside the SDK: compare them as sets."""
+    if isinstance(value, dict):
+        return {k: (sorted(v) if k in ("dependencies", "urns") and isinstance(v, list) else _stable(v))
+                for k, v in value.items()}
+    if isinstance(value, list):
+        return [_stable(v) for v in value]
+    return value
+
+
+@pytest.mark.parametrize("name", ["k8s-h200-sglang", "runpod-a100-vllm"])
+def test_idempotent(runs, name):
+    """Two runs register identical inputs (no timestamps or randomness outside RandomPassword)."""
+    again = run_stack(name)
+    assert _stable(again.comparable()) == _stable(runs[name].comparable())

@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Rendered by gptoss-stacks for stack k8s-h100-vllm (vllm, openai/gpt-oss-120b, h100-80gb).
+# The same container `pulumi up` runs, for people who do not use Pulumi.
+# The image's entrypoint (the launcher) rebuilds this plan from GPTOSS_STACK_SPEC plus any seed env
+# vars you add (-e MAX_MODEL_LEN=...), writes vllm.yaml, checks the GPU it finds, then execs:
+#   vllm serve openai/gpt-oss-120b --config /etc/gptoss/vllm.yaml
+# Secrets are read from YOUR shell environment and passed by name only: API_KEY.
+set -euo pipefail
+: "${API_KEY:?export API_KEY (the key clients must send as 'Authorization: Bearer ...') first}"
+IMAGE="${IMAGE:-ghcr.io/your-org/gptoss-vllm:0.33.0-cuda}"
+exec docker run --rm --name gptoss-k8s-h100-vllm \
+  --gpus 1 --ipc=host --shm-size 16384m \
+  -p 127.0.0.1:8000:8000 \
+  -v gptoss-cache:/cache \
+  -e HF_HOME=/cache/huggingface \
+  -e VLLM_CACHE_ROOT=/cache/vllm \
+  -e FLASHINFER_WORKSPACE_BASE=/cache/flashinfer \
+  -e TRITON_CACHE_DIR=/cache/triton \
+  -e TORCHINDUCTOR_CACHE_DIR=/cache/inductor \
+  -e XDG_CACHE_HOME=/cache \
+  -e CUDA_CACHE_PATH=/cache/cuda \
+  -e TORCH_EXTENSIONS_DIR=/cache/torch_extensions \
+  -e GPTOSS_STACK_SPEC='{"stack":"k8s-h100-vllm","backend":"vllm","model":"openai/gpt-oss-120b","gpu":"h100-80gb","gpu_count":1,"tensor_parallel":"auto","speculative":"none","fit_check":"strict","host":"0.0.0.0","port":8000,"api_key_mode":"auto","target":"kubernetes","kubernetes":{"namespace":"gptoss","replicas":2,"cache_size_gi":200,"service_type":"ClusterIP","tolerations":[{"key":"nvidia.com/gpu","operator":"Exists","effect":"NoSchedule"}],"node_selector":{},"shm_size_gi":16,"autoscaling":{"enabled":false,"mode":"keda","min_replicas":1,"max_replicas":4,"queue_depth_target":8,"prometheus_address":"http://prometheus-server.monitoring.svc:80"}},"image":{"registry":"ghcr.io/your-org","registry_username":"your-org-bot","allow_unpinned_base":false},"env":{},"extra_args":[]}' \
+  -e API_KEY \
+  "$IMAGE"

@@ -1,0 +1,66 @@
+"""Shared helpers for the Pulumi program tests (imported as `deploy_harness`: a unique name, so
+it cannot collide with other test folders' helpers). Runs a stack file through the real program
+under a recording mock engine (the only fake), with sentinel values for every secret config key."""
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import yaml
+
+from infra import constants as C
+from infra.deploy import testing as T
+from infra.stackfile import list_stacks, stack_path
+
+STACKS = list_stacks()
+# Distinct, long, greppable values: any of them (or its base64) outside a secret wrapper is a leak.
+SENTINELS = {key: f"SENTINEL-{key}-7c1e9a52d4b8f036" for key in C.SECRET_KEYS}
+GENERATED_KEY = "SENTINEL-generated-api-key-5b9d2e81c7a4"
+ALL_SENTINELS = {**SENTINELS, "generated_api_key": GENERATED_KEY}
+
+
+def stack_doc(name: str) -> dict[str, Any]:
+    """The stack file's `config:` exactly as written (namespaced keys)."""
+    return dict((yaml.safe_load(stack_path(name).read_text()) or {}).get("config") or {})
+
+
+def pulumi_config(name: str, *, secrets: Mapping[str, str] | None = None, overrides: Mapping[str, Any] | None = None,
+                  drop: tuple[str, ...] = ()) -> tuple[dict[str, str], list[str]]:
+    """What the Pulumi CLI would hand the program for stack `name`: the stack file, plus each
+    secret in `secrets` as a `secure:` entry, plus `overrides` (bare keys; None deletes)."""
+    doc = stack_doc(name)
+    for key, value in (overrides or {}).items():
+        full = f"{C.CONFIG_NAMESPACE}:{key}"
+        if value is None:
+            doc.pop(full, None)
+        else:
+            doc[full] = value
+    for key in drop:
+        doc.pop(f"{C.CONFIG_NAMESPACE}:{key}", None)
+    secrets = dict(SENTINELS if secrets is None else secrets)
+    for key in secrets:
+        doc[f"{C.CONFIG_NAMESPACE}:{key}"] = {"secure": "v1:placeholder"}
+    return T.pulumi_config_from_stackfile(doc, secrets)
+
+
+def run_stack(name: str, *, secrets: Mapping[str, str] | None = None, overrides: Mapping[str, Any] | None = None,
+              config: tuple[dict[str, str], list[str]] | None = None, program=None) -> T.ProgramRun:
+    from infra.deploy.program import deploy
+
+    cfg, secret_keys = config or pulumi_config(name, secrets=secrets, overrides=overrides)
+    return T.run_program(program or (lambda: deploy()), project=C.PROJECT, stack=name, config=cfg,
+                         secret_keys=secret_keys, mocks=T.DeterministicMocks(random_password=GENERATED_KEY))
+
+
+def target_of(name: str) -> str:
+    return stack_doc(name).get(f"{C.CONFIG_NAMESPACE}:target") or "docker"
+
+
+def implemented(name: str) -> bool:
+    from infra.deploy.targets import TARGETS
+
+    return target_of(name) in TARGETS
+
+
+DOCKER_STACKS = [name for name in STACKS if target_of(name) == "docker"]
+

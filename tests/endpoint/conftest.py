@@ -1,0 +1,140 @@
+"""Fixtures: a real llama-server with the tiny deterministic gpt-oss model (built on first
+use, then cached under ~/.cache/gptoss-stacks/), and a fake `pulumi` CLI on PATH.
+
+Everything listens on 127.0.0.1 only; every request loop in these tests is bounded.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import stat
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+if str(REPO) not in sys.path:  # tools/ is not an installed package
+    sys.path.insert(0, str(REPO))
+
+TEST_API_KEY = "sk-test-" + "5f1c9a7e2b4d4e0f"  # a throwaway key for the local test server only
+
+
+def _progress(msg: str) -> None:
+    # visible even under `pytest -q` (capture is bypassed for session setup on the terminal)
+    sys.__stderr__.write(f"\n[tests/endpoint] {msg}\n")
+    sys.__stderr__.flush()
+    logging.getLogger("tests.endpoint").info(msg)
+
+
+@pytest.fixture(scope="session")
+def llama_server_binary() -> Path:
+    from tools.llama.build import build_llama_server, server_binary_path
+
+    if not server_binary_path().exists():
+        _progress("building llama-server from the llama-cpp-python sdist (cached afterwards; a few minutes on 2 cores)")
+    return build_llama_server(jobs=2)
+
+
+@pytest.fixture(scope="session")
+def tiny_model(llama_server_binary: Path) -> Path:
+    from tools.llama.build import chat_template_path
+    from tools.llama.model import ensure_tiny_model
+
+    return ensure_tiny_model(chat_template_path())
+
+
+def _server(binary: Path, model: Path, tmp: Path, api_key: str | None):
+    from tools.llama.server import LlamaServer
+
+    return LlamaServer(binary, model, api_key=api_key, log_path=tmp / "llama-server.log").start()
+
+
+@pytest.fixture(scope="session")
+def open_server(llama_server_binary, tiny_model, tmp_path_factory):
+    """llama-server without an API key."""
+    srv = _server(llama_server_binary, tiny_model, tmp_path_factory.mktemp("open-server"), None)
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture(scope="session")
+def keyed_server(llama_server_binary, tiny_model, tmp_path_factory):
+    """llama-server that requires TEST_API_KEY."""
+    srv = _server(llama_server_binary, tiny_model, tmp_path_factory.mktemp("keyed-server"), TEST_API_KEY)
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture
+def api_key_env(monkeypatch) -> str:
+    monkeypatch.setenv("GPTOSS_TEST_API_KEY", TEST_API_KEY)
+    return "GPTOSS_TEST_API_KEY"
+
+
+def write_fake_pulumi(bin_dir: Path, outputs: dict[str, dict], log: Path) -> Path:
+    """A `pulumi` executable that answers `stack output --json [--show-secrets] --stack NAME`
+    the way the real CLI does (secrets shown only with --show-secrets), and fails otherwise."""
+    bin_dir.mkdir(parents=True, exist_ok=True)
+    data = bin_dir / "outputs.json"
+    data.write_text(json.dumps(outputs))
+    script = bin_dir / "pulumi"
+    script.write_text(textwrap.dedent(f"""\
+        #!{sys.executable}
+        import json, sys
+        args = sys.argv[1:]
+        with open({str(log)!r}, "a") as fh:
+            fh.write(json.dumps(args) + "\\n")
+        if args[:2] != ["stack", "output"] or "--json" not in args or "--stack" not in args:
+            print("error: unsupported invocation in the fake pulumi: " + " ".join(args), file=sys.stderr)
+            sys.exit(2)
+        stack = args[args.index("--stack") + 1]
+        stacks = json.load(open({str(data)!r}))
+        if stack not in stacks:
+            print(f"error: no stack named '{{stack}}' found", file=sys.stderr)
+            sys.exit(255)
+        out = dict(stacks[stack])
+        if "--show-secrets" not in args:
+            out = {{k: ("[secret]" if k in ("api_key", "client_env") else v) for k, v in out.items()}}
+        print(json.dumps(out, indent=4))
+        """))
+    script.chmod(script.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
+    return script
+
+
+def stack_outputs(url: str, model: str, api_key: str | None, logs_command=None) -> dict:
+    """What `pulumi stack output --json --show-secrets` prints for a docker stack (ARCHITECTURE.md)."""
+    return {
+        "endpoint_url": f"{url}/v1",
+        "health_url": f"{url}/health",
+        "model": model,
+        "backend": "vllm",
+        "gpu": "h100-80gb",
+        "image_ref": "registry.local/gptoss-vllm:test",
+        "api_key": api_key,
+        "client_env": {"OPENAI_BASE_URL": f"{url}/v1", "OPENAI_API_KEY": api_key or "EMPTY"},
+        "launch_plan": {"stack": "local", "backend": "vllm", "port": 8000},
+        "logs_command": logs_command,
+    }
+
+
+@pytest.fixture
+def fake_pulumi(tmp_path, monkeypatch):
+    """Install a fake `pulumi` first on PATH; returns a function registering stacks."""
+    stacks: dict[str, dict] = {}
+    bin_dir = tmp_path / "fakebin"
+    log = tmp_path / "pulumi-calls.jsonl"
+
+    def add(name: str, outputs: dict) -> Path:
+        stacks[name] = outputs
+        return write_fake_pulumi(bin_dir, stacks, log)
+
+    write_fake_pulumi(bin_dir, stacks, log)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}")
+    monkeypatch.setenv("PULUMI_CONFIG_PASSPHRASE", "")
+    monkeypatch.setenv("PULUMI_BACKEND_URL", (tmp_path / "state").as_uri())
+    add.log = log  # type: ignore[attr-defined]
+    return add

@@ -1,0 +1,164 @@
+"""A real HTTP proxy (127.0.0.1 only) that sits between the smoke-test client and a real
+server and reproduces the known gpt-oss serving failure modes, one per ``fault``.
+
+It is deliberately independent of ``infra.endpoint`` (its own SSE splitting), so that a bug
+in the code under test cannot hide itself here.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import httpx
+
+FAULTS = {
+    # fault -> what it does
+    "harmony_in_content": "prefix message content with raw harmony tokens",
+    "tool_name_channel": "tool name becomes 'get_weather<|channel|>commentary' (vLLM #32587)",
+    "args_in_content": "tool arguments returned as raw JSON content, no tool_calls (vLLM #25560)",
+    "no_done": "streams end without 'data: [DONE]'",
+    "stream_no_tool_call": "streaming with tools: no tool_calls deltas, arguments as content (vLLM #24076)",
+    "no_reasoning": "reasoning / reasoning_content removed from replies",
+    "no_auth": "requests without a key are let through (the proxy adds the key)",
+    "wrong_model": "/v1/models lists another model id",
+}
+
+
+def _mutate_message(fault: str, msg: dict[str, Any], choice: dict[str, Any]) -> None:
+    if fault == "harmony_in_content" and msg.get("content"):
+        msg["content"] = "<|channel|>final<|message|>" + msg["content"]
+    elif fault == "tool_name_channel":
+        for tc in msg.get("tool_calls") or []:
+            tc["function"]["name"] += "<|channel|>commentary"
+    elif fault == "args_in_content" and msg.get("tool_calls"):
+        msg["content"] = msg["tool_calls"][0]["function"]["arguments"]
+        msg.pop("tool_calls")
+        choice["finish_reason"] = "stop"
+    elif fault == "no_reasoning":
+        msg.pop("reasoning_content", None)
+        msg.pop("reasoning", None)
+
+
+def _mutate_chunk(fault: str, obj: dict[str, Any], has_tools: bool) -> None:
+    for choice in obj.get("choices") or []:
+        delta = choice.get("delta") or {}
+        if fault == "stream_no_tool_call" and has_tools:
+            calls = delta.pop("tool_calls", None)
+            if calls:
+                args = "".join((c.get("function") or {}).get("arguments") or "" for c in calls)
+                if args:
+                    delta["content"] = (delta.get("content") or "") + args
+            if choice.get("finish_reason") == "tool_calls":
+                choice["finish_reason"] = "stop"
+        elif fault == "no_reasoning":
+            delta.pop("reasoning_content", None)
+            delta.pop("reasoning", None)
+
+
+class FaultProxy:
+    def __init__(self, upstream: str, fault: str | None = None, api_key: str | None = None):
+        assert fault is None or fault in FAULTS, fault
+        self.upstream = upstream.rstrip("/")
+        self.fault = fault
+        self.api_key = api_key
+        self.requests = 0
+        self._http = httpx.Client(timeout=120)
+        proxy = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: Any) -> None:  # keep test output quiet
+                pass
+
+            def do_GET(self) -> None:
+                proxy._handle(self, None)
+
+            def do_POST(self) -> None:
+                n = int(self.headers.get("Content-Length") or 0)
+                proxy._handle(self, self.rfile.read(n))
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        self.port = self._server.server_address[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    def __enter__(self) -> "FaultProxy":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._http.close()
+
+    def _handle(self, h: BaseHTTPRequestHandler, raw: bytes | None) -> None:
+        self.requests += 1
+        headers = {}
+        if h.headers.get("Authorization"):
+            headers["Authorization"] = h.headers["Authorization"]
+        elif self.fault == "no_auth" and self.api_key:
+            headers["Authorization"] = f"Bearer {self.api_key}"
+        body = json.loads(raw) if raw else None
+        if body is not None:
+            headers["Content-Type"] = "application/json"
+        stream = bool(body and body.get("stream"))
+        has_tools = bool(body and body.get("tools"))
+        req = self._http.build_request(h.command, self.upstream + h.path, headers=headers, content=raw)
+        resp = self._http.send(req, stream=True)
+        try:
+            ctype = resp.headers.get("content-type", "")
+            if stream and resp.status_code == 200 and "event-stream" in ctype:
+                self._relay_stream(h, resp, has_tools)
+                return
+            data = resp.read()
+            if resp.status_code == 200 and "json" in ctype:
+                obj = json.loads(data)
+                if h.path.rstrip("/").endswith("/models") and self.fault == "wrong_model":
+                    for m in obj.get("data", []):
+                        m["id"] = "someone/another-model"
+                for choice in obj.get("choices") or []:
+                    if isinstance(choice.get("message"), dict) and self.fault:
+                        _mutate_message(self.fault, choice["message"], choice)
+                data = json.dumps(obj).encode()
+            h.send_response(resp.status_code)
+            h.send_header("Content-Type", ctype or "application/octet-stream")
+            h.send_header("Content-Length", str(len(data)))
+            h.end_headers()
+            h.wfile.write(data)
+        finally:
+            resp.close()
+
+    def _relay_stream(self, h: BaseHTTPRequestHandler, resp: httpx.Response, has_tools: bool) -> None:
+        h.send_response(200)
+        h.send_header("Content-Type", "text/event-stream")
+        h.send_header("Connection", "close")
+        h.end_headers()
+        buf = ""
+        for text in resp.iter_text():
+            buf += text.replace("\r\n", "\n")
+            while "\n\n" in buf:
+                event, buf = buf.split("\n\n", 1)
+                out = self._rewrite_event(event, has_tools)
+                if out is not None:
+                    h.wfile.write((out + "\n\n").encode())
+                    h.wfile.flush()
+        if buf.strip():
+            out = self._rewrite_event(buf, has_tools)
+            if out is not None:
+                h.wfile.write((out + "\n\n").encode())
+        h.close_connection = True
+
+    def _rewrite_event(self, event: str, has_tools: bool) -> str | None:
+        if not event.startswith("data:"):
+            return event
+        payload = event[len("data:"):].strip()
+        if payload == "[DONE]":
+            return None if self.fault == "no_done" else event
+        if self.fault in ("stream_no_tool_call", "no_reasoning"):
+            obj = json.loads(payload)
+            _mutate_chunk(self.fault, obj, has_tools)
+            return "data: " + json.dumps(obj)
+        return event

@@ -1,0 +1,55 @@
+"""Check logic on replies that a real server would rarely give (no server needed)."""
+
+import json
+
+import httpx
+import pytest
+
+from infra.endpoint.checks import (TOOLS, CheckFailed, SmokeConfig, reasoning_of, run_checks,
+                                   validate_tool_calls)
+from infra.endpoint.target import Target
+
+
+def call(name="get_weather", args='{"city": "Paris"}', **extra):
+    return {"id": "c1", "type": "function", "function": {"name": name, "arguments": args}, **extra}
+
+
+def test_valid_tool_call():
+    (c,) = validate_tool_calls([call()], TOOLS, "t")
+    assert c == {"name": "get_weather", "arguments": {"city": "Paris"}, "id": "c1"}
+
+
+@pytest.mark.parametrize("calls,msg", [
+    ([], "no tool_calls"),
+    ([call(name="get_weather<|channel|>commentary")], "not an offered tool"),
+    ([call(args='{"city": ')], "not JSON"),
+    ([call(args='["Paris"]')], "not a JSON object"),
+    ([call(args='{"town": "Paris"}')], "do not match the schema"),
+    ([call(args='{"city": 7}')], "do not match the schema"),
+    ([call(args='{"city": "Paris", "unit": "kelvin"}')], "do not match the schema"),
+    ([call(args={"city": "Paris"})], "not a string"),
+    ([call(type="code")], "type is 'code'"),
+])
+def test_invalid_tool_calls(calls, msg):
+    with pytest.raises(CheckFailed, match=msg):
+        validate_tool_calls(calls, TOOLS, "t")
+
+
+def test_reasoning_field_names():
+    assert reasoning_of({"reasoning": "r"}) == ("reasoning", "r")
+    assert reasoning_of({"reasoning_content": "r"}) == ("reasoning_content", "r")
+    assert reasoning_of({"reasoning": "  ", "content": "x"}) == (None, None)
+
+
+def test_a_malformed_reply_fails_one_check_not_the_run():
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path.endswith("/models"):
+            return httpx.Response(200, json={"object": "list", "data": [{"id": "m"}]})
+        assert json.loads(request.content)["model"] == "m"
+        return httpx.Response(200, json={"choices": ["not an object"]})
+
+    report = run_checks(Target(base_url="http://127.0.0.1:9/v1", health_url="http://127.0.0.1:9/health", model="m"),
+                        SmokeConfig(only=("models", "chat", "reasoning")), transport=httpx.MockTransport(handler))
+    st = {c.name: c.status for c in report.checks}
+    assert st == {"models": "pass", "chat": "fail", "reasoning": "skip"}
+    assert "unexpected reply" in report.by_name()["chat"].detail

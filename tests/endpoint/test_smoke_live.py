@@ -1,0 +1,83 @@
+"""The whole smoke test against a real llama-server serving the tiny gpt-oss model."""
+
+import json
+
+import pytest
+
+from infra.endpoint.checks import CHECK_NAMES, SmokeConfig, run_checks
+from infra.endpoint.target import resolve_target
+
+from .conftest import TEST_API_KEY, stack_outputs
+from .invoke_helpers import run_task
+
+pytestmark = pytest.mark.slow
+
+
+def statuses(report):
+    return {c.name: c.status for c in report.checks}
+
+
+def test_clean_run_without_key(open_server):
+    report = run_checks(resolve_target(url=open_server.url, model=open_server.alias))
+    st = statuses(report)
+    assert list(st) == CHECK_NAMES
+    assert st.pop("auth") == "skip"          # nothing to enforce without a key
+    assert set(st.values()) == {"pass"}, report.to_json()
+    by = report.by_name()
+    assert by["reasoning"].data["field"] == "reasoning_content"  # llama.cpp's name
+    assert by["tool_loop"].data["rounds"] == 1
+    assert by["tool_call"].data["calls"] == {"auto": ["get_weather"], "required": ["get_weather"]}
+
+
+def test_without_model_the_first_listed_is_used(open_server):
+    report = run_checks(resolve_target(url=open_server.url), SmokeConfig(only=("models", "chat")))
+    assert statuses(report) == {"models": "pass", "chat": "pass"}
+    assert report.target["model"] == open_server.alias
+
+
+def test_invoke_smoke_test_with_api_key_env(keyed_server, api_key_env, tmp_path, capsys):
+    report_path = tmp_path / "smoke.json"
+    code, out, err = run_task(["smoke-test", "--url", keyed_server.url, "--api-key-env", api_key_env,
+                               "--model", keyed_server.alias, "--json", str(report_path), "--turns", "3"], capsys)
+    assert code == 0, out + err
+    data = json.loads(report_path.read_text())
+    assert data["passed"] is True and data["summary"] == {"pass": 11, "fail": 0, "skip": 0}
+    assert {c["name"]: c["status"] for c in data["checks"]}["auth"] == "pass"
+    for check in CHECK_NAMES:
+        assert check in out  # the table lists every check
+    assert TEST_API_KEY not in out + err + report_path.read_text()
+
+
+def test_invoke_smoke_test_with_stack(keyed_server, fake_pulumi, tmp_path, capsys):
+    fake_pulumi("local", stack_outputs(keyed_server.url, keyed_server.alias, TEST_API_KEY))
+    report_path = tmp_path / "smoke.json"
+    code, out, err = run_task(["smoke-test", "--stack", "local", "--json", str(report_path)], capsys)
+    assert code == 0, out + err
+    data = json.loads(report_path.read_text())
+    assert data["target"]["source"] == "stack:local" and data["target"]["api_key"] == "set"
+    assert all(c["status"] == "pass" for c in data["checks"])
+    assert TEST_API_KEY not in out + err + report_path.read_text()
+
+
+def test_missing_key_fails_with_a_non_zero_exit(keyed_server, tmp_path, capsys):
+    # no key given to a server that wants one: most checks fail, and the exit code says so
+    code, out, err = run_task(["smoke-test", "--url", keyed_server.url, "--json", str(tmp_path / "r.json")], capsys)
+    assert code == 1
+    data = json.loads((tmp_path / "r.json").read_text())
+    st = {c["name"]: c["status"] for c in data["checks"]}
+    assert st["health"] == "pass" and st["chat"] == "fail" and st["auth"] == "skip"
+    assert "401" in {c["name"]: c["detail"] for c in data["checks"]}["chat"]
+
+
+def test_defaults_come_from_the_invoke_config(open_server, tmp_path):
+    from invoke import Config, Context
+
+    import infra.tasks.endpoint as endpoint
+
+    ctx = Context(Config(overrides={"endpoint": {"smoke": {"concurrency": 3, "turns": 1}}}))
+    path = tmp_path / "r.json"
+    endpoint.smoke_test(ctx, url=open_server.url, json=str(path))
+    checks = {c["name"]: c for c in json.loads(path.read_text())["checks"]}
+    assert checks["concurrency"]["data"]["k"] == 3 and checks["concurrency"]["status"] == "pass"
+    assert checks["tool_loop"]["status"] == "pass"
+
