@@ -30,7 +30,8 @@ from infra.launcher.encodings import ENCODINGS  # noqa: E402
 IMAGES = ROOT / "images"
 ENCODINGS_DIR = IMAGES / "encodings"
 # Packages the image does not need (they import pulumi or are host-side tooling).
-EXCLUDE = {"deploy", "tasks", "flagcheck", "endpoint", "__pycache__"}
+# flagcheck stays: its committed parser snapshots are the allow-list the plan checks extra_args against.
+EXCLUDE = {"deploy", "tasks", "endpoint", "__pycache__"}
 PLATFORM_GPU = {"cuda": None, "blackwell": "b200-180gb", "rocm": "mi300x-192gb"}
 
 

@@ -212,6 +212,44 @@ def merge_extra_args(argv: list[str], files: dict[str, str], extra: list[str], b
     return out + list(extra), files
 
 
+def _checked_extra_args(spec: StackSpec, warnings: list[str]) -> list[str]:
+    """extra_args against the engine's real option list (the committed parser snapshot, diffed
+    against the live parser by `invoke check-flags --diff`): an option the engine removed is dropped
+    with a warning (an old stack keeps starting); an option it never had is refused with a guess."""
+    from infra.flagcheck.snapshot import REMOVED, known_options
+
+    known = known_options(spec.backend)
+    removed = REMOVED.get(spec.backend, {})
+    out: list[str] = []
+    skip_value = False
+    for i, tok in enumerate(spec.extra_args):
+        if skip_value:
+            skip_value = False
+            if not tok.startswith("--"):
+                continue
+        if not tok.startswith("--"):
+            out.append(tok)
+            continue
+        name = tok.split("=", 1)[0]
+        if name in removed:
+            warnings.append(f"extra_args: {name} dropped: {removed[name]}")
+            skip_value = "=" not in tok
+            continue
+        if name not in known:
+            raise SpecError(f"extra_args[{i}]", tok, f"is not a {spec.backend} {C.ENGINE_VERSIONS[spec.backend]} option "
+                            "(exact names only; the engine would stop at start)",
+                            _did_you_mean_option(name, known), stack=spec.stack or None)
+        out.append(tok)
+    return out
+
+
+def _did_you_mean_option(name: str, known: set[str]) -> str:
+    import difflib
+
+    close = difflib.get_close_matches(name, sorted(known), n=1, cutoff=0.6)
+    return f"did you mean {close[0]!r}?" if close else "see `invoke check-flags --diff` for the engine's options"
+
+
 def build_plan(
     spec: StackSpec,
     *,
@@ -327,14 +365,15 @@ def build_plan(
             warnings.append(f"fit_check warn: {report.message()}")
         fit_text = report.message()
 
+    extra = _checked_extra_args(spec, warnings)
     served = spec.served_model_name or spec.model
     if spec.backend == "vllm":
         argv, files = _vllm_argv(weights, settings, spec, tp, served)
     else:
         argv, files = _sglang_argv(weights, settings, spec, tp, served)
-    if spec.extra_args:
-        argv, files = merge_extra_args(argv, files, spec.extra_args, spec.backend, spec.stack)
-        for o in filter(None, map(_option, spec.extra_args)):
+    if extra:
+        argv, files = merge_extra_args(argv, files, extra, spec.backend, spec.stack)
+        for o in filter(None, map(_option, extra)):
             provenance[f"argv:--{o}"] = "extra_args"
         if spec.backend == "sglang":
             files = {SGLANG_ARGS_FILE: _sglang_args_file(spec.stack, argv)}

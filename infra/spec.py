@@ -246,6 +246,15 @@ class StackSpec(BaseModel):
                 raise err("attention_backend", "fa3", f"FlashAttention 3 runs only on Hopper; {gpu.name} is {gpu.arch}",
                           "use triton (or leave attention_backend unset)")
 
+        if self.attention_backend not in (None, "auto"):
+            from infra.flagcheck.snapshot import load_snapshot
+
+            known = load_snapshot(self.backend)["registries"]["attention_backends"]
+            if self.attention_backend not in known:
+                raise err("attention_backend", self.attention_backend,
+                          f"is not a {self.backend} {C.ENGINE_VERSIONS[self.backend]} attention backend",
+                          _did_you_mean(self.attention_backend, list(known)) + " (or leave it unset for the GPU preset)")
+
         if self.api_key_mode == "config" and "api_key" not in self.secrets_set:
             raise err("api_key_mode", "config", "no api_key secret is set",
                       f"run `pulumi config set --secret {C.CONFIG_NAMESPACE}:api_key <key> --stack {self.stack or '<stack>'}` or use api_key_mode: generate")

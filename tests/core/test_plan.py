@@ -152,3 +152,24 @@ def test_blackwell_and_amd_presets():
     assert m.argv[2] == "amd/gpt-oss-120b-w-mxfp4-a-fp8"
     assert vllm_cfg(m)["served-model-name"] == "openai/gpt-oss-120b"
     assert m.env["VLLM_ROCM_QUICK_REDUCE_QUANTIZATION"] == "INT4"
+
+
+def test_extra_args_are_checked_against_the_engine_options():
+    with pytest.raises(SpecError, match="did you mean '--max-num-seqs'"):
+        plan(extra_args=["--max-num-seq", "4"])
+    with pytest.raises(SpecError, match="exact names only"):
+        build_plan(load_spec({"backend": "sglang", "model": "openai/gpt-oss-20b", "gpu": "h100-80gb",
+                              "extra_args": ["--tp", "1"]}, stack="s"))
+    # removed vLLM flags warn and are dropped (with their value) instead of crashing the engine
+    p = plan(extra_args=["--swap-space", "16", "--max-log-len", "100"])
+    assert "--swap-space" not in p.argv and "16" not in p.argv and p.argv[-2:] == ["--max-log-len", "100"]
+    assert any("--swap-space dropped" in w for w in p.warnings)
+
+
+def test_attention_backend_is_checked_against_the_engine_registry():
+    with pytest.raises(SpecError) as exc:
+        plan(attention_backend="FLASH_ATN")
+    assert exc.value.field == "attention_backend" and "FLASH_ATTN" in str(exc.value)
+    with pytest.raises(SpecError):
+        build_plan(load_spec({"backend": "sglang", "model": "openai/gpt-oss-20b", "gpu": "h100-80gb",
+                              "attention_backend": "TRITON_ATTN"}, stack="s"))
