@@ -335,8 +335,6 @@ def build_plan(
         raise SpecError("gpu_memory_fraction", settings["gpu_memory_fraction"],
                         f"is above {limits['gpu_memory_fraction_max']} for this GPU and TP (seed 004: OOM)",
                         f"set gpu_memory_fraction: {limits['gpu_memory_fraction_max']}", stack=spec.stack or None)
-    if spec.backend == "vllm" and spec.speculative == "eagle3":
-        pass  # speculative_config comes from the preset row
     if settings["max_model_len"] > spec.model_info.max_position_embeddings:
         settings["max_model_len"] = spec.model_info.max_position_embeddings
         notes.append(f"max_model_len capped at the model's maximum ({spec.model_info.max_position_embeddings})")

@@ -89,6 +89,10 @@ class RunpodTarget(_Section):
     network_volume_id: str | None = None  # reuse HF + compile caches across pods
     data_center_id: str | None = None
     ssh: bool = True  # expose 22/tcp for the seeds' SSH tunnel
+    # Id of a container-registry credential made in the RunPod console (Settings > Container Registry
+    # Auth). RunPod's API cannot create one and a Pod cannot carry one, so a private image goes through
+    # a private Template that references it.
+    container_registry_auth_id: str | None = None
 
 
 class ImageSpec(_Section):

@@ -310,6 +310,19 @@ def test_runpod_network_volume_replaces_the_pod_volume():
     assert args["networkVolumeId"] == "vol-abc" and args["dataCenterId"] == "EU-RO-1" and "volumeInGb" not in args
 
 
+def test_runpod_private_image_goes_through_a_template_with_the_registry_auth():
+    run = run_stack("runpod-h100-sglang", overrides={"runpod": {"container_registry_auth_id": "auth-123"}})
+    template = run.one("runpod:index:Template")
+    targs = T.unwrap_secrets(template.inputs)
+    assert targs["containerRegistryAuthId"] == "auth-123" and targs["isPublic"] is False
+    assert targs["imageName"] == T.unwrap_secrets(run.stack_outputs["image_ref"])
+    assert not targs.get("env")  # secrets stay on the pod, as Pulumi secrets
+    pod = T.unwrap_secrets(run.one(POD).inputs)
+    assert pod["templateId"]  # the template's id (a mock id here)
+    # without an auth id there is no template
+    assert not [r for r in run_stack("runpod-h100-sglang").resources if r.type == "runpod:index:Template"]
+
+
 # ----------------------------------------------------------------------------- refusals
 
 def refused(name: str, overrides: dict) -> SpecError:

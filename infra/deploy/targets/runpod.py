@@ -48,7 +48,8 @@ SDK_GAPS = (
     "tunnel command carry placeholders to fill from the console's Connect tab",
     "no registry credentials on a Pod and no resource to create RunPod container-registry auth: "
     "only runpod:index:Template takes an existing containerRegistryAuthId, so a private image needs an "
-    "auth made in the RunPod console (or a public image)",
+    "auth made in the RunPod console, named by runpod.container_registry_auth_id (the target then adds "
+    "a private Template for it), or a public image",
     "no health check / restart policy / shm size on a Pod (RunPod sets them for every pod)",
     "no logs API: server logs are only in the console",
     "the Pod output `pod` echoes env (API key, HF token) and registry password in plain fields; the "
@@ -117,6 +118,27 @@ def pod_args(stack: str, spec, plan) -> dict[str, Any]:
     return args
 
 
+def template_args_for(stack: str, spec, plan, auth_id: str) -> dict[str, Any]:
+    """A private Template that only adds the registry credential (RunPod's one place for it)."""
+    pod = pod_args(stack, spec, plan)
+    return {
+        "name": f"{pod['name']}-template",
+        "container_registry_auth_id": auth_id,
+        "is_public": False,
+        "is_serverless": False,
+        "container_disk_in_gb": pod["container_disk_in_gb"],
+        "volume_in_gb": pod.get("volume_in_gb", 0),
+        "volume_mount_path": pod["volume_mount_path"],
+        "ports": pod["ports"],
+        "start_ssh": pod["start_ssh"],
+        "readme": f"gptoss-stacks {stack}: {plan.backend} serving {plan.model}",
+        # Required by the schema. Empty: the image's entrypoint (the launcher) decides the command,
+        # and the env (with the secrets) is set on the Pod, which overrides the template's.
+        "docker_args": "",
+        "env": [],
+    }
+
+
 def pod_env(ctx: TargetContext) -> list:
     """PodEnvArgs: the plan's env (plain, sorted) then the secrets, each value a Pulumi secret."""
     import runpodinfra as runpod
@@ -157,10 +179,23 @@ class RunpodTarget:
         import runpodinfra as runpod
 
         spec, plan, stack = ctx.spec, ctx.plan, ctx.stack
+        template_args: dict[str, Any] = {}
+        auth_id = spec.target_settings.container_registry_auth_id
+        if auth_id:
+            # Private image: the Template carries the console-made registry credential; env and
+            # secrets stay on the Pod so the Template holds nothing sensitive.
+            template = runpod.Template(
+                f"{stack}-template",
+                **template_args_for(stack, spec, plan, auth_id),
+                image_name=ctx.image_ref,
+                opts=pulumi.ResourceOptions(parent=ctx.parent),
+            )
+            template_args["template_id"] = template.id
         pod = runpod.Pod(
             f"{stack}-pod",
             image_name=ctx.image_ref,
             env=pod_env(ctx),
+            **template_args,
             **pod_args(stack, spec, plan),
             opts=pulumi.ResourceOptions(
                 parent=ctx.parent,
