@@ -390,3 +390,9 @@ def test_idempotent(runs, name):
     """Two runs register identical inputs (no timestamps or randomness outside RandomPassword)."""
     again = run_stack(name)
     assert _stable(again.comparable()) == _stable(runs[name].comparable())
+
+
+def test_cache_claim_is_writable_by_the_engine_user(runs):
+    for name in K8S_STACKS:
+        dep = manifest(runs[name].one(DEPLOYMENT))
+        assert dep["spec"]["template"]["spec"]["securityContext"]["fsGroup"] == C.ENGINE_UID

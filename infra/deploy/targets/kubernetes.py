@@ -226,6 +226,8 @@ def deployment_spec(stack: str, spec, plan, *, image: Any, secret_vars: list[str
         "nodeSelector": node_selector(spec),
         "tolerations": [dict(t) for t in settings.tolerations],
         "terminationGracePeriodSeconds": TERMINATION_GRACE_S,
+        # The launcher drops to the engine user; the cache claim must be writable by its group.
+        "securityContext": {"fsGroup": C.ENGINE_UID, "fsGroupChangePolicy": "OnRootMismatch"},
         "volumes": [
             {"name": "cache", "persistentVolumeClaim": {"claimName": names["cache"]}},
             # NCCL and the engines' workers share memory through /dev/shm (the seeds' --ipc=host).
