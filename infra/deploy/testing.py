@@ -218,6 +218,30 @@ def pulumi_config_from_stackfile(data: Mapping[str, Any], secrets: Mapping[str, 
     return config, secret_keys
 
 
+def stack_file_config(name: str, *, secrets: Mapping[str, str], overrides: Mapping[str, Any] | None = None,
+                      drop: Iterable[str] = ()) -> tuple[dict[str, str], list[str]]:
+    """What the Pulumi CLI would hand the program for stack `name`: its stack file's `config:`,
+    then `overrides` (bare keys; None deletes), minus `drop`, plus each secret in `secrets` as a
+    `secure:` entry whose decrypted value is the given one."""
+    import yaml
+
+    from infra import constants as C
+    from infra.stackfile import stack_path
+
+    doc = dict((yaml.safe_load(stack_path(name).read_text()) or {}).get("config") or {})
+    for key, value in (overrides or {}).items():
+        full = f"{C.CONFIG_NAMESPACE}:{key}"
+        if value is None:
+            doc.pop(full, None)
+        else:
+            doc[full] = value
+    for key in drop:
+        doc.pop(f"{C.CONFIG_NAMESPACE}:{key}", None)
+    for key in secrets:
+        doc[f"{C.CONFIG_NAMESPACE}:{key}"] = {"secure": "v1:placeholder"}
+    return pulumi_config_from_stackfile(doc, secrets)
+
+
 def run_program(program: Callable[[], Any], *, project: str, stack: str, config: Mapping[str, str],
                 secret_keys: Iterable[str], mocks: _mocks.Mocks | None = None, preview: bool = False,
                 monitor: RecordingMonitor | None = None) -> ProgramRun:

@@ -28,19 +28,8 @@ def stack_doc(name: str) -> dict[str, Any]:
 
 def pulumi_config(name: str, *, secrets: Mapping[str, str] | None = None,
                   overrides: Mapping[str, Any] | None = None) -> tuple[dict[str, str], list[str]]:
-    """What the Pulumi CLI would hand the program: the stack file, `overrides` (bare keys; None
-    deletes) and each secret in `secrets` as a `secure:` entry."""
-    doc = stack_doc(name)
-    for key, value in (overrides or {}).items():
-        full = f"{C.CONFIG_NAMESPACE}:{key}"
-        if value is None:
-            doc.pop(full, None)
-        else:
-            doc[full] = value
-    secrets = dict(SENTINELS if secrets is None else secrets)
-    for key in secrets:
-        doc[f"{C.CONFIG_NAMESPACE}:{key}"] = {"secure": "v1:placeholder"}
-    return T.pulumi_config_from_stackfile(doc, secrets)
+    """The stack's config with this suite's sentinels (infra.deploy.testing.stack_file_config)."""
+    return T.stack_file_config(name, secrets=SENTINELS if secrets is None else secrets, overrides=overrides)
 
 
 def run_stack(name: str, *, secrets: Mapping[str, str] | None = None, overrides: Mapping[str, Any] | None = None,
