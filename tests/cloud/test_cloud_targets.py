@@ -396,3 +396,17 @@ def test_cache_claim_is_writable_by_the_engine_user(runs):
     for name in K8S_STACKS:
         dep = manifest(runs[name].one(DEPLOYMENT))
         assert dep["spec"]["template"]["spec"]["securityContext"]["fsGroup"] == C.ENGINE_UID
+
+
+def test_runpod_gpu_auto_is_refused_naming_the_catalogued_runpod_gpus():
+    from infra.catalogue import gpus
+
+    err = refused("runpod-a100-vllm", {"gpu": "auto"})
+    assert err.field == "gpu"
+    offered = [g.id for g in gpus().values() if g.runpod_id]
+    assert "mi355x-288gb" not in offered and all(g in err.fix for g in offered)
+
+
+def test_runpod_more_gpus_than_one_host_is_refused_by_the_spec():
+    err = refused("runpod-a100-vllm", {"gpu_count": 16, "tensor_parallel": 8})
+    assert err.field == "gpu_count" and "at most 8" in str(err)

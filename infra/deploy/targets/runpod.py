@@ -72,18 +72,23 @@ def ports_string(spec, plan) -> str:
     return ",".join(ports)
 
 
+def runpod_gpus() -> list[str]:
+    """Catalogue GPUs that RunPod rents (those with a runpod_id)."""
+    from infra.catalogue import gpus
+
+    return [g.id for g in gpus().values() if g.runpod_id]
+
+
 def validate(spec, plan) -> None:
     settings = spec.target_settings
     gpu = spec.gpu_info
     if gpu is None:
         raise _err(spec, "gpu", spec.gpu, "a RunPod pod is rented by GPU type, so the GPU must be named",
-                   "set gpu to one of the catalogued GPUs RunPod offers (h200-141gb, h100-80gb, a100-80gb, l40s-48gb, rtx4090-24gb)")
+                   f"set gpu to one of the catalogued GPUs RunPod offers ({', '.join(runpod_gpus())})")
     if not gpu.runpod_id:
         raise _err(spec, "gpu", spec.gpu, f"{gpu.name} is not offered on RunPod (no runpod_id in the catalogue)",
                    "pick a GPU RunPod offers, or use the docker/kubernetes target for this GPU")
-    if int(plan.gpu_count) > gpu.max_per_node:
-        raise _err(spec, "gpu_count", plan.gpu_count, f"one RunPod pod has at most {gpu.max_per_node} {gpu.name} GPUs",
-                   f"use at most {gpu.max_per_node}")
+    # gpu_count above the GPU's max_per_node is refused by the spec itself (infra/spec.py).
     if settings.network_volume_id and settings.data_center_id is None:
         # A network volume lives in one data center; the pod must be placed there.
         raise _err(spec, "runpod.data_center_id", None,
