@@ -26,7 +26,7 @@ from infra import constants as C
 from infra.catalogue import GPU, base_image, defaults, get_gpu, matching_presets
 from infra.envmap import SPEC_FIELDS, normalise, parse_env
 from infra.fit import FitError, check_fit
-from infra.spec import SpecError, StackSpec
+from infra.spec import SpecError, StackSpec, did_you_mean
 
 # Settings the plan resolves (engine-neutral names). Spec fields with these names are layer 3.
 SETTINGS = (
@@ -238,16 +238,9 @@ def _checked_extra_args(spec: StackSpec, warnings: list[str]) -> list[str]:
         if name not in known:
             raise SpecError(f"extra_args[{i}]", tok, f"is not a {spec.backend} {C.ENGINE_VERSIONS[spec.backend]} option "
                             "(exact names only; the engine would stop at start)",
-                            _did_you_mean_option(name, known), stack=spec.stack or None)
+                            did_you_mean(name, sorted(known)), stack=spec.stack or None)
         out.append(tok)
     return out
-
-
-def _did_you_mean_option(name: str, known: set[str]) -> str:
-    import difflib
-
-    close = difflib.get_close_matches(name, sorted(known), n=1, cutoff=0.6)
-    return f"did you mean {close[0]!r}?" if close else "see `invoke check-flags --diff` for the engine's options"
 
 
 def build_plan(
@@ -289,9 +282,6 @@ def build_plan(
         if spec.gpu == "auto":
             gpu_count = detected.count if spec.tensor_parallel == "auto" and spec.model.endswith("120b") else spec.gpu_count
             gpu_count = max(gpu_count, spec.resolved_tp)
-            if not gpu.supports(spec.model):
-                raise SpecError("model", spec.model, f"does not fit on {gpu.name}; the seeds list it as 20b-only",
-                                "use MODEL=openai/gpt-oss-20b on this GPU", stack=spec.stack or None)
             data = spec.model_dump()
             data.update(gpu=gpu.id, gpu_count=gpu_count)
             spec = StackSpec.model_validate(data)

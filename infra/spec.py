@@ -234,7 +234,7 @@ class StackSpec(BaseModel):
         if gpu is not None:
             if not gpu.supports(self.model):
                 raise err("model", self.model, f"does not fit on {gpu.name} ({gpu.vram_gib:.0f} GiB); the seeds list it as 20b-only",
-                          "use model openai/gpt-oss-20b, or a GPU with 80 GB or more")
+                          "use model openai/gpt-oss-20b (MODEL=openai/gpt-oss-20b on a container), or a GPU with 80 GB or more")
             if self.gpu_count > gpu.max_per_node and self.target != "kubernetes":
                 raise err("gpu_count", self.gpu_count, f"is more than one {gpu.name} host has ({gpu.max_per_node})",
                           f"use at most {gpu.max_per_node}, or the kubernetes target with replicas")
@@ -257,7 +257,7 @@ class StackSpec(BaseModel):
             if self.attention_backend not in known:
                 raise err("attention_backend", self.attention_backend,
                           f"is not a {self.backend} {C.ENGINE_VERSIONS[self.backend]} attention backend",
-                          _did_you_mean(self.attention_backend, list(known)) + " (or leave it unset for the GPU preset)")
+                          did_you_mean(self.attention_backend, list(known)) + " (or leave it unset for the GPU preset)")
 
         if self.api_key_mode == "config" and "api_key" not in self.secrets_set:
             raise err("api_key_mode", "config", "no api_key secret is set",
@@ -312,7 +312,7 @@ _FIELDS = [f for f in StackSpec.model_fields if f not in ("stack", "secrets_set"
 _SECTIONS = {"docker": DockerTarget, "kubernetes": KubernetesTarget, "runpod": RunpodTarget, "image": ImageSpec}
 
 
-def _did_you_mean(word: str, choices: list[str]) -> str:
+def did_you_mean(word: str, choices: list[str]) -> str:
     close = difflib.get_close_matches(word, choices, n=1, cutoff=0.6)
     return f"did you mean {close[0]!r}?" if close else f"known keys: {', '.join(sorted(choices))}"
 
@@ -321,17 +321,17 @@ def _check_keys(config: Mapping[str, Any], stack: str) -> None:
     known = _FIELDS + list(C.SECRET_KEYS)
     for key, value in config.items():
         if key not in known:
-            raise SpecError(key, "...", "unknown key", _did_you_mean(key, known), stack=stack or None)
+            raise SpecError(key, "...", "unknown key", did_you_mean(key, known), stack=stack or None)
         if key in _SECTIONS and isinstance(value, Mapping):
             sub = list(_SECTIONS[key].model_fields)
             if key == "kubernetes" and isinstance(value.get("autoscaling"), Mapping):
                 for k in value["autoscaling"]:
                     if k not in Autoscaling.model_fields:
                         raise SpecError(f"kubernetes.autoscaling.{k}", "...", "unknown key",
-                                        _did_you_mean(k, list(Autoscaling.model_fields)), stack=stack or None)
+                                        did_you_mean(k, list(Autoscaling.model_fields)), stack=stack or None)
             for k in value:
                 if k not in sub:
-                    raise SpecError(f"{key}.{k}", "...", "unknown key", _did_you_mean(k, sub), stack=stack or None)
+                    raise SpecError(f"{key}.{k}", "...", "unknown key", did_you_mean(k, sub), stack=stack or None)
 
 
 def _is_secure(value: Any) -> bool:

@@ -218,9 +218,6 @@ def prepare(env: Mapping[str, str], backend: str, snapshot=None, *, dry_run: boo
                 raise LaunchError(str(exc)) from None
         detection = detect(snapshot, env.get("CUDA_VISIBLE_DEVICES"))
         warnings += list(detection.notes)
-        if spec.gpu == "auto":
-            # The container's GPUs are the stack's GPUs; lets TENSOR_PARALLEL_SIZE=2 pass the spec check.
-            spec = spec.model_copy(update={"gpu_count": detection.count})
     try:
         plan = build_plan(spec, env_overrides=env, detected=None if detection is None else
                           Detected(detection.gpu, detection.count, detection.free_bytes_per_gpu))

@@ -173,3 +173,12 @@ def test_attention_backend_is_checked_against_the_engine_registry():
     with pytest.raises(SpecError):
         build_plan(load_spec({"backend": "sglang", "model": "openai/gpt-oss-20b", "gpu": "h100-80gb",
                               "attention_backend": "TRITON_ATTN"}, stack="s"))
+
+
+def test_auto_gpu_container_env_may_use_every_detected_gpu():
+    # gpu: auto with the default gpu_count 1: the host's GPUs are the container's, so TP 2 from the env passes.
+    local = load_spec({"backend": "vllm", "model": "openai/gpt-oss-20b", "gpu": "auto"}, stack="l")
+    p = build_plan(local, env_overrides={"TENSOR_PARALLEL_SIZE": "2"}, detected=Detected(get_gpu("h100-80gb"), 2))
+    assert p.tensor_parallel == 2 and p.gpu_count == 2
+    with pytest.raises(SpecError, match="tensor_parallel"):
+        build_plan(local, env_overrides={"TENSOR_PARALLEL_SIZE": "2"}, detected=Detected(get_gpu("h100-80gb"), 1))
