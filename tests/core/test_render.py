@@ -48,7 +48,12 @@ def test_rendered_files_are_consistent(stack, tmp_path):
     assert {"stack", "backend", "model", "gpu", "argv", "env", "files"} <= set(launch)
     for name, content in launch["files"].items():
         assert (out / name).read_text() == content
-        assert f"/etc/gptoss/{name}" in launch["argv"] or launch["backend"] == "sglang"
+        if launch["backend"] == "vllm":
+            assert f"/etc/gptoss/{name}" in launch["argv"]  # the --config file the engine reads
+        else:
+            # the args file is the exact command line after `python3 -m sglang.launch_server`
+            lines = [ln for ln in content.splitlines() if not ln.startswith("#")]
+            assert lines == launch["argv"][3:]
     subprocess.run(["bash", "-n", str(out / "docker-run.sh")], check=True)
     client = (out / "client.env").read_text()
     assert "LLM_BASE_URL=http" in client and f"LLM_MODEL={launch['model']}" in client
