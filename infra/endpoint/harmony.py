@@ -13,9 +13,10 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+# tools/llama/model.py builds the test tokenizer from this same tuple (its order fixes the test ids).
 SPECIAL_TOKENS = (
-    "<|start|>", "<|end|>", "<|message|>", "<|channel|>", "<|constrain|>",
-    "<|return|>", "<|call|>", "<|startoftext|>", "<|endoftext|>",
+    "<|startoftext|>", "<|endoftext|>", "<|start|>", "<|end|>", "<|message|>",
+    "<|channel|>", "<|constrain|>", "<|return|>", "<|call|>",
 )
 # Header words left at the very start of a field when the special tokens around them were
 # dropped: "analysisThe user asks...", "assistantfinalHello", "commentary{"city": ...}".

@@ -35,16 +35,16 @@ from pathlib import Path
 
 import numpy as np
 
+from infra.endpoint.harmony import SPECIAL_TOKENS as HARMONY_SPECIAL_TOKENS
+
 MODEL_VERSION = "3"
 TOOL_NAME = "get_weather"
 TOOL_ARGUMENTS = {"city": "Paris"}
 REASONING_TEXT = "The user wants an answer. I will reply briefly."
 CONTENT_TEXT = "Hello from the tiny gpt-oss test model."
 
-SPECIAL_TOKENS = [
-    "<|startoftext|>", "<|endoftext|>", "<|start|>", "<|end|>", "<|message|>",
-    "<|channel|>", "<|constrain|>", "<|return|>", "<|call|>",
-]
+# The harmony special tokens the leak check looks for are the ones the test model is built with.
+SPECIAL_TOKENS = list(HARMONY_SPECIAL_TOKENS)
 
 # The fixed answer, one state per token; the last element of a tuple is the next state.
 START = "<|start|>assistant"
