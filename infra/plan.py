@@ -18,12 +18,11 @@ layers 1-2 and the fit check finds fewer full-length sequences fit, it is lowere
 from __future__ import annotations
 
 import json
-import shlex
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 from infra import constants as C
-from infra.catalogue import GPU, base_image, defaults, get_gpu, matching_presets
+from infra.catalogue import GPU, base_image, defaults, matching_presets
 from infra.envmap import SPEC_FIELDS, normalise, parse_env
 from infra.fit import FitError, check_fit
 from infra.spec import SpecError, StackSpec, did_you_mean
@@ -402,8 +401,4 @@ def build_plan(
     )
 
 
-def shell_command(argv: list[str]) -> str:
-    return " ".join(shlex.quote(a) for a in argv)
-
-
-__all__ = ["Detected", "LaunchPlan", "build_plan", "merge_extra_args", "shell_command", "SETTINGS", "get_gpu"]
+__all__ = ["Detected", "LaunchPlan", "build_plan", "merge_extra_args", "SETTINGS"]
