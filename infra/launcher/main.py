@@ -13,7 +13,8 @@ Steps (all refusals happen before the engine starts: one line on stderr, exit co
 4. secrets: the API key goes to vLLM as VLLM_API_KEY and to SGLang in a 0600 --config file, never on
    the command line (`ps`); nothing secret is printed;
 5. optional SSH (root only), drop to the unprivileged user, then exec the engine (os.execvpe) so it
-   keeps this PID and gets signals; with SHOW_LOADING_PROGRESS=true a forked monitor shows progress.
+   keeps this PID and gets signals; with SHOW_LOADING_PROGRESS=true a forked monitor shows progress
+   and runs the start-up self-check (infra.launcher.selfcheck: the plan's fit vs the engine's own log).
 """
 from __future__ import annotations
 
@@ -441,6 +442,7 @@ def run(launch: Launch, t0: float, say) -> int:
     if launch.show_progress:
         from infra.launcher.nvml import MemoryProbe
         from infra.launcher.progress import Monitor, exec_with_progress
+        from infra.launcher.selfcheck import SelfCheck
 
         det = launch.detection
         slots = det.slots[: launch.plan.tensor_parallel] if det else ()
@@ -457,7 +459,7 @@ def run(launch: Launch, t0: float, say) -> int:
         monitor = Monitor(total_bytes=sum(s.memory_total for s in slots),
                           health_url=f"http://{host}:{launch.plan.port}/health",
                           api_url=f"http://{launch.plan.host}:{launch.plan.port}/v1",
-                          used_bytes=used_bytes, start=t0)
+                          used_bytes=used_bytes, start=t0, selfcheck=SelfCheck.for_plan(launch.backend, launch.plan))
         exec_with_progress(launch.argv, launch.env, monitor)
     os.execvpe(launch.argv[0], launch.argv, launch.env)
     return 0  # not reached

@@ -13,7 +13,8 @@
 
 The engine is exec'ed by the launcher (so it keeps the container's PID and gets signals directly);
 this monitor is a forked child that reads the engine's stdout/stderr through pipes and passes every
-byte through unchanged.
+byte through unchanged. It also hands each line to the start-up self-check (infra.launcher.selfcheck),
+whose predicted-vs-logged table it prints just before READY (or before [FAILED]).
 """
 from __future__ import annotations
 
@@ -25,10 +26,11 @@ import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
-from typing import Callable
+from typing import Any, Callable
 
 GiB = 2**30
 BAR = 20
+MAX_PARTIAL_LINE = 1 << 16  # an engine writing this much without a line end: drop it for phase detection
 
 # (order, pattern, phase). Phases only move forward: with TP, ranks log the same steps at different times.
 # Patterns are the engines' own log lines (vLLM gpu_model_runner/gpu_worker/api_server; SGLang model_runner).
@@ -93,6 +95,7 @@ class Monitor:
     health_every: float = 2.0
     clock: Callable[[], float] = time.monotonic
     start: float | None = None
+    selfcheck: Any = None  # a selfcheck.SelfCheck: fed every line, reported at READY / FAILED
 
     def __post_init__(self):
         self.start = self.clock() if self.start is None else self.start
@@ -106,6 +109,8 @@ class Monitor:
     def feed_line(self, line: str) -> bool:
         """Track the phase; True when it moved forward."""
         self.lines_seen += 1
+        if self.selfcheck is not None:
+            self.selfcheck.feed(line)  # never raises
         found = phase_of(line)
         if found and found[0] > self.phase[0]:
             self.phase = found
@@ -143,6 +148,8 @@ class Monitor:
                 # tqdm bars end in \r, log lines in \n: both end a line for phase detection.
                 parts = re.split(rb"[\r\n]", buf)
                 buffers[fd] = parts.pop()
+                if len(buffers[fd]) > MAX_PARTIAL_LINE:
+                    buffers[fd] = b""
                 for raw in parts:
                     if raw and self.ready_at is None:
                         changed |= self.feed_line(raw.decode("utf-8", "replace"))
@@ -153,16 +160,22 @@ class Monitor:
                 next_health = now + self.health_every
                 if self.healthy(self.health_url):
                     self.ready_at = now
+                    self._report_selfcheck()
                     self.write(ready_box(self.elapsed(), self.api_url))
                     continue
             if changed or now >= next_tick:
                 next_tick = now + self.interval
                 self.write(self.progress())
         if self.ready_at is None:
+            self._report_selfcheck()
             self.write(f"[FAILED] the engine stopped before it was ready ({self.elapsed():.0f}s, "
                        f"last phase: {self.phase[1]}); see its log above")
             return 1
         return 0
+
+    def _report_selfcheck(self) -> None:
+        if self.selfcheck is not None:
+            self.write(self.selfcheck.report())
 
 
 def exec_with_progress(argv: list[str], env: dict[str, str], monitor: Monitor) -> None:

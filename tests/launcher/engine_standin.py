@@ -8,7 +8,8 @@ CUDA allocations when torch sees a GPU, e.g. on the lent H200, so NVML memory us
 then answers GET /health on the port from its --config file.
 
 Env: STANDIN_RECORD=path (or - for stdout), STANDIN_STARTUP=1, STANDIN_ALLOC_GIB=N, STANDIN_STEP_S=s, STANDIN_SERVE_S=s,
-STANDIN_EXIT=code (exit before ready, like a crash).
+STANDIN_EXIT=code (exit before ready, like a crash), STANDIN_REPLAY=path: print a captured start-up log
+(tests/fixtures/engine-logs/) byte for byte, line by line, instead of the built-in lines.
 """
 import http.server
 import json
@@ -16,6 +17,19 @@ import os
 import sys
 import threading
 import time
+
+
+# vLLM's own phase lines, one of each (progress tests); STANDIN_REPLAY replays a whole captured log instead.
+LINES = (
+    "INFO [gpu_model_runner.py] Starting to load model openai/gpt-oss-120b...",
+    "Loading safetensors checkpoint shards:  50% Completed | 7/15",
+    "INFO [default_loader.py] Loading weights took 8.12 seconds",
+    "INFO [gpu_model_runner.py] Model loading took 60.83 GiB memory and 9.02 seconds",
+    "INFO [backends.py] Dynamo bytecode transform time: 6.10 s",
+    "INFO [gpu_worker.py] Available KV cache memory: 60.12 GiB",
+    "Capturing CUDA graphs (mixed prefill-decode, PIECEWISE): 100%|##########| 67/67",
+    "INFO [api_server.py] Starting vLLM API server 0 on http://0.0.0.0:8000",
+)
 
 
 def _port(argv):
@@ -58,22 +72,19 @@ def main():
             for _ in range(n):
                 held.append(torch.empty(2**30, dtype=torch.uint8, device="cuda"))
 
-    lines = [
-        "INFO [gpu_model_runner.py] Starting to load model openai/gpt-oss-120b...",
-        "Loading safetensors checkpoint shards:  50% Completed | 7/15",
-        "INFO [default_loader.py] Loading weights took 8.12 seconds",
-        "INFO [gpu_model_runner.py] Model loading took 60.83 GiB memory and 9.02 seconds",
-        "INFO [backends.py] Dynamo bytecode transform time: 6.10 s",
-        "INFO [gpu_worker.py] Available KV cache memory: 60.12 GiB",
-        "Capturing CUDA graphs (mixed prefill-decode, PIECEWISE): 100%|##########| 67/67",
-        "INFO [api_server.py] Starting vLLM API server 0 on http://0.0.0.0:8000",
-    ]
-    per = max(gib // 4, 0)
-    for i, line in enumerate(lines):
-        print(line, flush=True)
-        if i in (0, 1, 3, 5):
-            take(per)
-        time.sleep(step)
+    if os.environ.get("STANDIN_REPLAY"):
+        with open(os.environ["STANDIN_REPLAY"], "rb") as fh:
+            for raw in fh:  # each line as captured, tqdm's \r segments included
+                sys.stdout.buffer.write(raw)
+                sys.stdout.buffer.flush()
+                time.sleep(step)
+    else:
+        per = max(gib // 4, 0)
+        for i, line in enumerate(LINES):
+            print(line, flush=True)
+            if i in (0, 1, 3, 5):
+                take(per)
+            time.sleep(step)
     if os.environ.get("STANDIN_EXIT"):
         print("RuntimeError: CUDA out of memory (stand-in crash)", file=sys.stderr, flush=True)
         return int(os.environ["STANDIN_EXIT"])
