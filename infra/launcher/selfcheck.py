@@ -363,7 +363,7 @@ def _cells(rows: Iterable[Row], backend: str) -> list[list[str]]:
              "WARN" if r.warn else ("ok" if r.compared else ""), src.get(r.key, "")] for r in rows]
 
 
-HEADERS = ["figure", "predicted", "engine logged", "diff", "", "from the engine's log"]
+HEADERS = ["figure", "predicted", "engine logged", "diff", "check", "from the engine's log"]
 
 
 def _render(rows: list[Row], backend: str) -> str:
@@ -383,7 +383,7 @@ def _render(rows: list[Row], backend: str) -> str:
     for row in cells:
         table.add_row(*(escape(c) for c in row), style="bold" if row[4] == "WARN" else None)
     buf = io.StringIO()
-    Console(file=buf, width=110, color_system=None, force_terminal=False, highlight=False).print(table)
+    Console(file=buf, width=160, color_system=None, force_terminal=False, highlight=False).print(table)
     return "\n".join(line.rstrip() for line in buf.getvalue().splitlines())
 
 
