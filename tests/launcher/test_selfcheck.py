@@ -151,6 +151,27 @@ def test_a_zero_prediction_is_a_warning_not_a_crash():
     assert "non-torch (GiB): the plan predicted 0.00, the engine logged 0.24 (inf off" in check.report()
 
 
+def test_the_prediction_is_launch_json_fit_object():
+    """The contract with the plan is launch.json's `fit` object (plus the plan's max_model_len)."""
+    from types import SimpleNamespace
+
+    from infra.plan import build_plan
+    from infra.stackfile import load_stack
+
+    plan = build_plan(load_stack("h200-vllm"))
+    fit = {"weights_gib": 61.4, "kv_tokens": 1_600_000, "fits": True, "text": "a summary beside it"}
+    with_fit = SimpleNamespace(to_launch_json=lambda: {**plan.to_launch_json(), "fit": fit}, settings=plan.settings)
+    assert SelfCheck.for_plan("vllm", with_fit).predicted == {
+        "weights_gib": 61.4, "kv_tokens": 1_600_000, "fits": True, "max_model_len": plan.settings["max_model_len"]}
+    real = plan.to_launch_json()["fit"]
+    got = SelfCheck.for_plan("vllm", plan).predicted
+    if isinstance(real, dict):
+        assert got == {**{k: real[k] for k in FIT_KEYS if k in real}, "max_model_len": plan.settings["max_model_len"]}
+    else:  # a text-only fit: no prediction
+        assert got is None
+    assert SelfCheck.for_plan("vllm", object()).predicted is None  # never raises
+
+
 def test_other_tensor_parallel_ranks_are_skipped():
     log = StartupLog("vllm")
     log.feed("(Worker_TP1 pid=12) INFO 11-29 21:34:01 [gpu_model_runner.py:5347] Model loading took 30.10 GiB memory")
