@@ -4,10 +4,14 @@ While the engine starts, the progress monitor (infra.launcher.progress, SHOW_LOA
 hands every log line to `SelfCheck.feed`; when the engine is ready (or dies first) it prints
 `SelfCheck.report()`: a predicted-vs-logged table, with a warning for each figure more than 5% off.
 
-    figure                      predicted  engine logged   diff  from the engine's log
-    weights_gib                     60.80          61.43  +1.0%  "Model loading took"
-    kv_tokens                   1,654,000      1,607,859  -2.8%  "GPU KV cache size"
+    [SELF-CHECK] the plan's memory fit vs vLLM's own start-up log
+    figure                  | predicted | engine logged |    diff | check | from the engine's log
+    ------------------------+-----------+---------------+---------+-------+----------------------------
+    weights (GiB)           |     60.80 |         61.43 |   +1.0% | ok    | "Model loading took"
+    KV cache tokens         | 1,650,000 |     1,607,859 |   -2.6% | ok    | "GPU KV cache size"
+    full-length sequences   |    14.00x |        12.27x |  -12.4% | WARN  | "Maximum concurrency"
     ...
+    [SELF-CHECK] warning: full-length sequences: the plan predicted 14.00x, the engine logged 12.27x (...)
 
 Where the figures come from (each engine's own start-up lines; the fixtures in
 tests/fixtures/engine-logs/ are real ones from vLLM 0.26 and SGLang 0.5.15 on an H200):
