@@ -63,3 +63,24 @@ MIN_MEMORY_FRACTION = 0.05
 # Model loading can take a long time (120b: ~63 GB download + load + compile). Probes and
 # health checks must not kill a loading server.
 STARTUP_GRACE_SECONDS = {"openai/gpt-oss-20b": 900, "openai/gpt-oss-120b": 1800}
+
+# Kubernetes scale-out (issue 13).
+# Hugging Face commits the Kubernetes target pins (download Job and engine --revision), so every
+# pod of a stack loads the same bytes. Seen as the snapshot directory of these repos in public
+# Hugging Face caches; `kubernetes.model_revision` overrides.
+MODEL_REVISIONS = {
+    "openai/gpt-oss-120b": "b5c939de8f754692c1647ca79fbf85e8c1e70f8a",
+    "openai/gpt-oss-20b": "6cee5e81ee83917806bbde320786a8fb61efebee",
+}
+# Drain on scale-down/rollout: the router sees the pod's deletion and stops sending it work during
+# the preStop pause; then SIGTERM and the engine finishes what it has for up to the shutdown timeout.
+K8S_PRESTOP_SECONDS = 15
+K8S_SHUTDOWN_TIMEOUT_SECONDS = 120
+K8S_TERMINATION_MARGIN_SECONDS = 15  # process exit, cache flush, after the engine's own timeout
+# Autoscaling guard rails: a new replica takes minutes to load, so scale up one pod at a time,
+# wait for it, and scale down only after a long quiet spell.
+K8S_SCALE_UP_PODS = 1
+K8S_SCALE_UP_PERIOD_SECONDS = 600
+K8S_SCALE_UP_STABILIZATION_SECONDS = 180
+K8S_SCALE_DOWN_STABILIZATION_SECONDS = 900
+K8S_NODE_CACHE_PATH = "/var/lib/gptoss-cache"

@@ -68,6 +68,7 @@ class LaunchPlan:
     fit: str | None
     notes: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    weights: str = ""  # the Hugging Face repo the engine loads (a GPU preset may swap the model's)
 
     @property
     def secret_env(self) -> list[str]:
@@ -358,12 +359,19 @@ def build_plan(
         argv, files = _vllm_argv(weights, settings, spec, tp, served)
     else:
         argv, files = _sglang_argv(weights, settings, spec, tp, served)
+    # The deployment target's own engine options (kubernetes: pinned revision, graceful stop) sit
+    # between the plan's settings and extra_args, which still have the last word.
+    target_args = spec.target_engine_args(weights)
+    if target_args:
+        argv, files = merge_extra_args(argv, files, target_args, spec.backend, spec.stack)
+        for o in filter(None, map(_option, target_args)):
+            provenance[f"argv:--{o}"] = f"target {spec.target}"
     if extra:
         argv, files = merge_extra_args(argv, files, extra, spec.backend, spec.stack)
         for o in filter(None, map(_option, extra)):
             provenance[f"argv:--{o}"] = "extra_args"
-        if spec.backend == "sglang":
-            files = {SGLANG_ARGS_FILE: _sglang_args_file(spec.stack, argv)}
+    if spec.backend == "sglang" and (extra or target_args):
+        files = {SGLANG_ARGS_FILE: _sglang_args_file(spec.stack, argv)}
 
     env_out = {**C.CACHE_ENV, **env_vars, **spec.env,
                C.SPEC_ENV: _json(spec.model_dump(mode="json", exclude={"secrets_set"}, exclude_none=True))}
@@ -397,7 +405,7 @@ def build_plan(
         stack=spec.stack, backend=spec.backend, model=spec.model, gpu=gpu.id if gpu else "auto",
         gpu_count=gpu_count, tensor_parallel=tp, host=spec.host, port=spec.port, argv=argv,
         env=env_out, files=files, secrets=secrets, settings=settings, provenance=provenance,
-        image=image, fit=fit_text, notes=notes, warnings=warnings,
+        image=image, fit=fit_text, notes=notes, warnings=warnings, weights=weights,
     )
 
 

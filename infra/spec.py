@@ -60,19 +60,51 @@ class DockerTarget(_Section):
 class Autoscaling(_Section):
     enabled: bool = False
     mode: Literal["keda", "hpa"] = "keda"
-    min_replicas: int = Field(1, ge=1)
+    # 0 (scale to zero) only with a router that holds requests while no pod is up (checked by the target).
+    min_replicas: int = Field(1, ge=0)
     max_replicas: int = Field(4, ge=1)
-    # Requests waiting in the engine queue per replica that triggers a scale-up.
+    # Requests waiting in the engine queue, averaged over the replicas, that triggers a scale-up.
     queue_depth_target: int = Field(8, ge=1)
     prometheus_address: str = "http://prometheus-server.monitoring.svc:80"
+    # Guard rails against pods that are still loading (minutes for 120b) triggering more scale-ups.
+    scale_up_pods: int = Field(C.K8S_SCALE_UP_PODS, ge=1)
+    scale_up_period_seconds: int = Field(C.K8S_SCALE_UP_PERIOD_SECONDS, ge=15, le=1800)
+    scale_up_stabilization_seconds: int = Field(C.K8S_SCALE_UP_STABILIZATION_SECONDS, ge=0, le=3600)
+    scale_down_stabilization_seconds: int = Field(C.K8S_SCALE_DOWN_STABILIZATION_SECONDS, ge=0, le=3600)
+    # A Prometheus Operator ServiceMonitor that scrapes the engine pods' /metrics.
+    service_monitor: bool = False
+    service_monitor_interval: str = Field("30s", pattern=r"^[0-9]+(ms|s|m|h)$")
+
+
+class Drain(_Section):
+    """Scale-down and rollouts without lost requests: preStop pause, then the engine's graceful stop."""
+
+    prestop_seconds: int = Field(C.K8S_PRESTOP_SECONDS, ge=0, le=600)
+    shutdown_timeout_seconds: int = Field(C.K8S_SHUTDOWN_TIMEOUT_SECONDS, ge=1, le=3600)
+
+    @property
+    def termination_grace_seconds(self) -> int:
+        return self.prestop_seconds + self.shutdown_timeout_seconds + C.K8S_TERMINATION_MARGIN_SECONDS
 
 
 class KubernetesTarget(_Section):
     namespace: str = "gptoss"
     replicas: int = Field(1, ge=0)
+    # The router in front of the engine pods: smg (SGLang's model gateway, cache-aware) or llm-d
+    # (Gateway API Inference Extension). Unset: smg when there can be more than one pod, else none.
+    router: Literal["smg", "llm-d", "none"] | None = None
+    router_policy: Literal["cache_aware", "power_of_two", "prefix_hash", "round_robin", "random"] = "cache_aware"
+    # Weights and compile caches: `shared` is one claim filled once by a download Job (ReadWriteMany,
+    # so it needs a storage class that offers it, when there can be more than one pod); `node-local`
+    # is a directory on each GPU node (each node downloads once).
+    cache: Literal["shared", "node-local"] = "shared"
     storage_class: str | None = None
     cache_size_gi: int = Field(200, ge=10)
     existing_claim: str | None = None
+    node_cache_path: str = Field(C.K8S_NODE_CACHE_PATH, pattern=r"^/[A-Za-z0-9._/-]*$")
+    # The Hugging Face commit every pod loads; default infra.constants.MODEL_REVISIONS.
+    model_revision: str | None = Field(None, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+    drain: Drain = Field(default_factory=Drain)
     service_type: Literal["ClusterIP", "LoadBalancer", "NodePort"] = "ClusterIP"
     tolerations: list[dict[str, Any]] = Field(
         default_factory=lambda: [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]
@@ -80,6 +112,30 @@ class KubernetesTarget(_Section):
     node_selector: dict[str, str] = Field(default_factory=dict)  # added to the GPU product label
     shm_size_gi: int = Field(16, ge=1)
     autoscaling: Autoscaling = Field(default_factory=Autoscaling)
+
+    @property
+    def max_pods(self) -> int:
+        return self.autoscaling.max_replicas if self.autoscaling.enabled else self.replicas
+
+    @property
+    def resolved_router(self) -> str:
+        if self.router is not None:
+            return self.router
+        return "smg" if self.max_pods > 1 else "none"
+
+    def revision_for(self, weights: str) -> str | None:
+        return self.model_revision or C.MODEL_REVISIONS.get(weights)
+
+    def engine_args(self, backend: str, weights: str) -> list[str]:
+        """Engine options this target needs (a plan layer below extra_args): the pinned revision,
+        and vLLM's graceful stop (SGLang drains on SIGTERM by default and has no such option)."""
+        args: list[str] = []
+        revision = self.revision_for(weights)
+        if revision:
+            args += ["--revision", revision]
+        if backend == "vllm":
+            args += ["--shutdown-timeout", str(self.drain.shutdown_timeout_seconds)]
+        return args
 
 
 class RunpodTarget(_Section):
@@ -171,6 +227,10 @@ class StackSpec(BaseModel):
         if section is not None:
             return section
         return {"docker": DockerTarget, "kubernetes": KubernetesTarget, "runpod": RunpodTarget}[self.target]()
+
+    def target_engine_args(self, weights: str) -> list[str]:
+        """Engine options the deployment target adds (infra.plan applies them below extra_args)."""
+        return self.target_settings.engine_args(self.backend, weights) if self.target == "kubernetes" else []
 
     @property
     def resolved_tp(self) -> int:
@@ -324,11 +384,12 @@ def _check_keys(config: Mapping[str, Any], stack: str) -> None:
             raise SpecError(key, "...", "unknown key", did_you_mean(key, known), stack=stack or None)
         if key in _SECTIONS and isinstance(value, Mapping):
             sub = list(_SECTIONS[key].model_fields)
-            if key == "kubernetes" and isinstance(value.get("autoscaling"), Mapping):
-                for k in value["autoscaling"]:
-                    if k not in Autoscaling.model_fields:
-                        raise SpecError(f"kubernetes.autoscaling.{k}", "...", "unknown key",
-                                        did_you_mean(k, list(Autoscaling.model_fields)), stack=stack or None)
+            for sub_key, model in (("autoscaling", Autoscaling), ("drain", Drain)):
+                if key == "kubernetes" and isinstance(value.get(sub_key), Mapping):
+                    for k in value[sub_key]:
+                        if k not in model.model_fields:
+                            raise SpecError(f"kubernetes.{sub_key}.{k}", "...", "unknown key",
+                                            did_you_mean(k, list(model.model_fields)), stack=stack or None)
             for k in value:
                 if k not in sub:
                     raise SpecError(f"{key}.{k}", "...", "unknown key", did_you_mean(k, sub), stack=stack or None)

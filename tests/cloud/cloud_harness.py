@@ -14,7 +14,7 @@ from infra.deploy import testing as T
 from infra.stackfile import stack_path
 
 RUNPOD_STACKS = ["runpod-h100-sglang", "runpod-a100-vllm"]
-K8S_STACKS = ["k8s-h100-vllm", "k8s-h200-sglang"]
+K8S_STACKS = ["k8s-h100-vllm", "k8s-h200-sglang", "k8s-h200x8-vllm-tp1"]
 NEW_STACKS = RUNPOD_STACKS + K8S_STACKS
 # Distinct, long, greppable values: any of them (or its base64) outside a secret wrapper is a leak.
 SENTINELS = {key: f"CLOUDSENTINEL-{key}-3f9a61c2e8d4b705" for key in C.SECRET_KEYS}

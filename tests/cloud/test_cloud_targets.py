@@ -3,8 +3,10 @@
 Only the Pulumi engine is faked; the stack files, config reading, spec, launch plan, component,
 targets and the pulumi-kubernetes / runpodinfra SDK serialisation are the real code. Kubernetes
 objects are validated offline with kubernetes-validate in strict mode for Kubernetes 1.33; the KEDA
-ScaledObject (a CRD, not in kubernetes-validate) against the strict schema vendored in
-tests/cloud/schemas/.
+ScaledObject and Prometheus ServiceMonitor (CRDs, not in kubernetes-validate) against the strict
+schemas written from their CRDs in tests/cloud/schemas/ (the HPA behaviour inside the ScaledObject
+against Kubernetes' own HPA schema). The SMG router is a Helm chart: under mocks the chart is not
+rendered, so its values are what is checked (typed, against the chart's schema).
 """
 from __future__ import annotations
 
@@ -34,7 +36,11 @@ DEPLOYMENT = "kubernetes:apps/v1:Deployment"
 SECRET = "kubernetes:core/v1:Secret"
 SCALED_OBJECT = "kubernetes:keda.sh/v1alpha1:ScaledObject"
 HPA = "kubernetes:autoscaling/v2:HorizontalPodAutoscaler"
+CHART = "kubernetes:helm.sh/v4:Chart"
+JOB = "kubernetes:batch/v1:Job"
+SERVICE_MONITOR = "kubernetes:monitoring.coreos.com/v1:ServiceMonitor"
 KEDA_SCHEMA = json.loads((Path(__file__).parent / "schemas" / "keda-scaledobject-v1alpha1.json").read_text())
+SERVICE_MONITOR_SCHEMA = json.loads((Path(__file__).parent / "schemas" / "servicemonitor-v1.json").read_text())
 CONTRACT_OUTPUTS = ("endpoint_url", "health_url", "model", "backend", "gpu", "image_ref", "api_key",
                     "client_env", "launch_plan", "logs_command")
 LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
@@ -62,14 +68,25 @@ def runs(request) -> dict[str, T.ProgramRun]:
 
 
 def k8s_resources(run: T.ProgramRun) -> list[T.Resource]:
-    return [r for r in run.resources if r.type.startswith("kubernetes:")]
+    """The Kubernetes objects (the Helm chart is a component whose objects the provider renders)."""
+    return [r for r in run.resources if r.type.startswith("kubernetes:") and r.type != CHART]
 
 
 def validate_k8s(obj: dict) -> str:
     """Strict offline validation: core kinds with kubernetes-validate, KEDA with the vendored schema."""
     if obj["apiVersion"] == K.KEDA_API_VERSION:
         jsonschema.Draft202012Validator(KEDA_SCHEMA).validate(obj)
+        behavior = obj["spec"].get("advanced", {}).get("horizontalPodAutoscalerConfig", {}).get("behavior")
+        if behavior is not None:  # KEDA hands it to an autoscaling/v2 HPA: check it as one
+            kubernetes_validate.validate({"apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler",
+                                          "metadata": {"name": "x"},
+                                          "spec": {"scaleTargetRef": {"kind": "Deployment", "name": "x"},
+                                                   "maxReplicas": 2, "behavior": behavior}},
+                                         K.KUBERNETES_VERSION, strict=True)
         return "keda-vendored"
+    if obj["apiVersion"] == "monitoring.coreos.com/v1":
+        jsonschema.Draft202012Validator(SERVICE_MONITOR_SCHEMA).validate(obj)
+        return "servicemonitor-vendored"
     return kubernetes_validate.validate(obj, K.KUBERNETES_VERSION, strict=True)
 
 
@@ -80,6 +97,7 @@ def test_new_stacks_exist_and_build_a_plan():
         assert name in list_stacks()
         build_plan(load_stack(name))
     assert load_stack("k8s-h100-vllm").kubernetes.replicas == 2
+    assert load_stack("k8s-h200x8-vllm-tp1").kubernetes.replicas == 8
 
 
 def test_stack_files_hold_no_secret_values():
@@ -162,12 +180,14 @@ def test_every_kubernetes_object_validates_strictly_for_1_33(runs, name):
 
 
 @pytest.mark.parametrize("overrides", [
-    {"kubernetes": {"replicas": 1, "autoscaling": {"enabled": True, "mode": "hpa", "max_replicas": 3}}},
+    {"kubernetes": {"replicas": 1, "storage_class": "nfs-rwx",
+                    "autoscaling": {"enabled": True, "mode": "hpa", "max_replicas": 3, "service_monitor": True}}},
+    {"kubernetes": {"replicas": 4, "cache": "node-local", "router": "smg", "service_type": "LoadBalancer"}},
     {"kubernetes": {"replicas": 1, "existing_claim": "shared-hf-cache", "service_type": "LoadBalancer",
                     "node_selector": {"topology.kubernetes.io/zone": "zone-a"}}},
     {"kubernetes": {"replicas": 3, "storage_class": "nfs-rwx",
                     "tolerations": [{"key": "dedicated", "operator": "Equal", "value": "llm", "effect": "NoSchedule"}]}},
-], ids=["hpa", "existing-claim-lb", "rwx-tolerations"])
+], ids=["hpa", "node-local-lb", "existing-claim-lb", "rwx-tolerations"])
 def test_variants_validate_strictly_too(overrides):
     run = run_stack("k8s-h100-vllm", overrides=overrides)
     for res in k8s_resources(run):
@@ -243,7 +263,7 @@ def test_gpus_probes_replicas_and_nodes_match_the_spec(runs, name):
     # The launcher entrypoint runs the plan: no command override, the plan's env verbatim.
     assert "command" not in container and "args" not in container
     plain_env = {e["name"]: e["value"] for e in container["env"] if "value" in e}
-    assert plain_env == plan.env
+    assert plain_env == {**plan.env, "HF_HUB_OFFLINE": "1"}  # the download Job filled the shared cache
 
     # Labels are valid label values (the model id lives in an annotation).
     for value in dep["spec"]["template"]["metadata"]["labels"].values():
@@ -258,6 +278,7 @@ def test_cache_claim_access_mode_follows_replicas(runs, name):
     spec = expected_spec(name)
     pvc = manifest(runs[name].one("kubernetes:core/v1:PersistentVolumeClaim"))
     shared = spec.kubernetes.replicas > 1 or spec.kubernetes.autoscaling.enabled
+    assert pvc["spec"]["storageClassName"] == spec.kubernetes.storage_class
     assert pvc["spec"]["accessModes"] == ["ReadWriteMany" if shared else "ReadWriteOnce"]
     assert pvc["spec"]["resources"]["requests"]["storage"] == f"{spec.kubernetes.cache_size_gi}Gi"
 
@@ -268,7 +289,8 @@ def test_kubernetes_outputs(runs, name):
     assert out["endpoint_url"] == "http://127.0.0.1:8000/v1"
     assert out["tunnel_command"][:3] == ["kubectl", "--namespace", "gptoss"] and "port-forward" in out["tunnel_command"]
     assert out["logs_command"][0] == "kubectl" and "logs" in out["logs_command"]
-    assert out["cluster_endpoint_url"].endswith(".gptoss.svc.cluster.local:8000/v1")
+    assert out["cluster_endpoint_url"].endswith("-smg-router.gptoss.svc.cluster.local:8000/v1")
+    assert out["tunnel_command"][-2].endswith("-smg-router") and out["router"] == "smg"
     assert out["model"] == "openai/gpt-oss-120b"
 
 
@@ -365,7 +387,7 @@ def test_gpu_auto_is_refused_for_cloud_targets():
         assert err.field == "gpu"
 
 
-def test_sglang_autoscaling_needs_metrics():
+def test_sglang_autoscaling_needs_metrics_here():
     err = refused("k8s-h200-sglang", {"extra_args": None})
     assert err.field == "kubernetes.autoscaling.enabled" and "--enable-metrics" in err.fix
 
@@ -410,3 +432,164 @@ def test_runpod_gpu_auto_is_refused_naming_the_catalogued_runpod_gpus():
 def test_runpod_more_gpus_than_one_host_is_refused_by_the_spec():
     err = refused("runpod-a100-vllm", {"gpu_count": 16, "tensor_parallel": 8})
     assert err.field == "gpu_count" and "at most 8" in str(err)
+
+
+# ----------------------------------------------------------------------------- scale-out (issue 13)
+
+def _pod(run):
+    return manifest(run.one(DEPLOYMENT))["spec"]["template"]
+
+
+@pytest.mark.parametrize("name", K8S_STACKS)
+def test_router_discovers_exactly_the_engine_pods(runs, name):
+    from infra.deploy.targets.k8s import router as RT
+
+    spec, run = expected_spec(name), runs[name]
+    chart = run.one(CHART)
+    args = chart.plain("values") and T.unwrap_secrets(chart.inputs)
+    assert (args["chart"], args["version"]) == (RT.SMG_CHART, RT.SMG_CHART_VERSION) == ("oci://ghcr.io/smg-project/charts/smg", "1.9.0")
+    values = args["values"]
+    RT.check_smg_values(values)
+    RT.SmgValues.model_validate(values)  # typed: no key the chart does not know
+    router = values["router"]
+    assert router["policy"] == "cache_aware" and router["serviceDiscovery"]["enabled"]
+    key, value = router["serviceDiscovery"]["selector"].split("=")
+    labels = _pod(run)["metadata"]["labels"]
+    assert labels[key] == value  # the engine pods match...
+    assert value not in (router["podLabels"].get(key), None) and key not in router["podLabels"]  # ...the router pods do not
+    assert router["serviceDiscovery"]["port"] == spec.port and router["serviceDiscovery"]["namespace"] == "gptoss"
+    # The API key reaches the router by reference only.
+    assert router["extraArgs"][-2:] == ["--api-key", f"$({RT.ROUTER_API_KEY_ENV})"]
+    assert router["extraEnv"] == [{"name": RT.ROUTER_API_KEY_ENV,
+                                   "valueFrom": {"secretKeyRef": {"name": K.k8s_names(name, spec)["secret"], "key": "API_KEY"}}}]
+    # Clients go through the router; the engine Service stays internal.
+    assert manifest(run.one("kubernetes:core/v1:Service"))["spec"]["type"] == "ClusterIP"
+
+
+def test_smg_values_schema_refuses_what_the_chart_refuses():
+    from infra.deploy.targets.k8s import router as RT
+
+    spec = load_stack("k8s-h100-vllm")
+    values = K.router_values("k8s-h100-vllm", spec, with_api_key=True)
+    for bad in ({"policy": "least_load"}, {"port": 0}, {"replicas": 0}):
+        with pytest.raises(jsonschema.ValidationError):
+            RT.check_smg_values({**values, "router": {**values["router"], **bad}})
+    with pytest.raises(ValueError):
+        RT.SmgValues.model_validate({**values, "router": {**values["router"], "polcy": "cache_aware"}})
+    # Every policy the spec offers is one the chart's schema accepts.
+    from typing import get_args
+    from infra.spec import KubernetesTarget as KT
+    assert set(get_args(KT.model_fields["router_policy"].annotation)) <= set(
+        RT.SMG_VALUES_SCHEMA["properties"]["router"]["properties"]["policy"]["enum"])
+
+
+@pytest.mark.parametrize("name", K8S_STACKS)
+def test_drain_grace_covers_prestop_and_engine_shutdown(runs, name):
+    spec, plan = expected_spec(name), build_plan(expected_spec(name))
+    pod = _pod(runs[name])["spec"]
+    drain = spec.kubernetes.drain
+    (container,) = pod["containers"]
+    prestop = container["lifecycle"]["preStop"]["sleep"]["seconds"]
+    assert prestop == drain.prestop_seconds > 0
+    assert pod["terminationGracePeriodSeconds"] >= prestop + drain.shutdown_timeout_seconds
+    if spec.backend == "vllm":
+        i = plan.argv.index("--shutdown-timeout")
+        assert int(plan.argv[i + 1]) == drain.shutdown_timeout_seconds
+    else:  # SGLang drains on SIGTERM by default and has no such option
+        assert not any("shutdown" in a for a in plan.argv)
+    assert runs[name].one("kubernetes:policy/v1:PodDisruptionBudget")
+
+
+def test_target_engine_options_exist_in_the_pinned_engines():
+    """--revision and --shutdown-timeout against the real parsers' snapshots (vLLM 0.33, SGLang 0.5.23)."""
+    from infra.flagcheck.snapshot import known_options
+
+    assert {"--revision", "--shutdown-timeout"} <= set(known_options("vllm"))
+    assert "--revision" in known_options("sglang")
+    assert not [o for o in known_options("sglang") if "shutdown" in o]  # so none is passed
+    assert set(K.DATA_PARALLEL_OPTIONS) & set(known_options("vllm")) and set(K.DATA_PARALLEL_OPTIONS) & set(known_options("sglang"))
+
+
+@pytest.mark.parametrize("name", K8S_STACKS)
+def test_weights_are_downloaded_once_at_the_pinned_revision(runs, name):
+    spec, plan = expected_spec(name), build_plan(expected_spec(name))
+    run = runs[name]
+    job = manifest(run.one(JOB))
+    revision = C.MODEL_REVISIONS[spec.model]
+    (container,) = job["spec"]["template"]["spec"]["containers"]
+    assert container["command"][-2:] == [spec.model, revision]
+    assert {"name": "cache", "persistentVolumeClaim": {"claimName": K.k8s_names(name, spec)["cache"]}} in job["spec"]["template"]["spec"]["volumes"]
+    assert plan.argv[plan.argv.index("--revision") + 1] == revision
+    assert _pod(run)["metadata"]["annotations"]["gptoss.model-revision"] == revision
+    # The Deployment waits for the Job (Pulumi awaits its completion).
+    assert run.one(JOB).urn in run.one(DEPLOYMENT).dependencies
+
+
+def test_eight_tp1_pods_on_one_8_gpu_node(runs):
+    spec, plan = expected_spec("k8s-h200x8-vllm-tp1"), build_plan(expected_spec("k8s-h200x8-vllm-tp1"))
+    dep = manifest(runs["k8s-h200x8-vllm-tp1"].one(DEPLOYMENT))
+    assert dep["spec"]["replicas"] == 8 and plan.tensor_parallel == 1
+    assert dep["spec"]["template"]["spec"]["containers"][0]["resources"]["limits"] == {"nvidia.com/gpu": "1"}
+    assert not set(K.DATA_PARALLEL_OPTIONS) & set(plan.argv)
+    assert manifest(runs["k8s-h200x8-vllm-tp1"].one("kubernetes:core/v1:PersistentVolumeClaim"))["spec"]["accessModes"] == ["ReadWriteMany"]
+
+
+def test_keda_scales_on_the_per_pod_queue_average_with_guard_rails(runs):
+    so = manifest(runs["k8s-h200-sglang"].one(SCALED_OBJECT))["spec"]
+    trigger = so["triggers"][0]
+    assert trigger["metricType"] == "AverageValue" and trigger["metadata"]["query"].startswith("sum(sglang:num_queue_reqs{")
+    up = so["advanced"]["horizontalPodAutoscalerConfig"]["behavior"]["scaleUp"]
+    assert up["policies"] == [{"type": "Pods", "value": 1, "periodSeconds": C.K8S_SCALE_UP_PERIOD_SECONDS}]
+    assert up["stabilizationWindowSeconds"] == C.K8S_SCALE_UP_STABILIZATION_SECONDS > 0
+    assert so["minReplicaCount"] >= 1
+    sm = manifest(runs["k8s-h200-sglang"].one(SERVICE_MONITOR))
+    svc = manifest(runs["k8s-h200-sglang"].one("kubernetes:core/v1:Service"))
+    assert sm["spec"]["selector"]["matchLabels"].items() <= svc["metadata"]["labels"].items()
+    assert validate_k8s(sm) == "servicemonitor-vendored"
+
+
+def test_strict_crd_schemas_catch_typos():
+    so = {"apiVersion": K.KEDA_API_VERSION, "kind": "ScaledObject", "metadata": {"name": "x"},
+          "spec": {"scaleTargetRef": {"name": "x"}, "triggers": [{"type": "prometheus", "metadata": {}}],
+                   "advanced": {"horizontalPodAutoscalerConfig": {"behavior": {"scaleUp": {"stabilisationWindowSeconds": 1}}}}}}
+    with pytest.raises(kubernetes_validate.ValidationError):
+        validate_k8s(so)
+    sm = {"apiVersion": "monitoring.coreos.com/v1", "kind": "ServiceMonitor", "metadata": {"name": "x"},
+          "spec": {"selector": {}, "endpoints": [{"port": "http", "intervall": "30s"}]}}
+    with pytest.raises(jsonschema.ValidationError):
+        validate_k8s(sm)
+
+
+def test_shared_cache_for_many_pods_needs_a_storage_class():
+    err = refused("k8s-h100-vllm", {"kubernetes": {"replicas": 2}})
+    assert err.field == "kubernetes.storage_class" and "ReadWriteMany" in str(err) and "node-local" in err.fix
+
+
+def test_engine_data_parallelism_is_refused():
+    for flag in (["--data-parallel-size", "2"], ["--data-parallel-size=2"]):
+        err = refused("k8s-h100-vllm", {"extra_args": flag})
+        assert err.field == "extra_args[0]" and "replicas" in err.fix
+    err = refused("k8s-h200-sglang", {"extra_args": ["--enable-metrics", "--dp-size", "2"]})
+    assert err.field == "extra_args[1]"
+
+
+def test_scale_to_zero_and_llm_d_are_refused_with_the_fix():
+    err = refused("k8s-h200-sglang", {"kubernetes": {"storage_class": "x", "autoscaling": {"enabled": True, "min_replicas": 0}}})
+    assert err.field == "kubernetes.autoscaling.min_replicas"
+    err = refused("k8s-h100-vllm", {"kubernetes": {"replicas": 2, "storage_class": "x", "router": "llm-d"}})
+    assert err.field == "kubernetes.router" and "smg" in err.fix
+
+
+def test_node_local_cache_uses_a_node_directory_and_no_job():
+    run = run_stack("k8s-h100-vllm", overrides={"kubernetes": {"replicas": 2, "cache": "node-local"}})
+    assert not run.of_type(JOB) and not run.of_type("kubernetes:core/v1:PersistentVolumeClaim")
+    volumes = _pod(run)["spec"]["volumes"]
+    assert {"name": "cache", "hostPath": {"path": C.K8S_NODE_CACHE_PATH, "type": "DirectoryOrCreate"}} in volumes
+    env = {e["name"] for e in _pod(run)["spec"]["containers"][0]["env"]}
+    assert "HF_HUB_OFFLINE" not in env
+
+
+def test_one_pod_needs_no_router():
+    run = run_stack("k8s-h100-vllm", overrides={"kubernetes": {"replicas": 1}})
+    assert not run.of_type(CHART)
+    assert T.unwrap_secrets(run.stack_outputs)["router"] == "none"

@@ -1,4 +1,4 @@
-"""Kubernetes target: the scale-out path (issue 6). One Deployment of N identical GPU pods.
+"""Kubernetes target: the scale-out path (issues 6, 13). N identical GPU pods behind a router.
 
 Interface (same protocol as the Docker target, infra/deploy/targets/base.py):
 
@@ -17,21 +17,32 @@ Resources (children of the component, default Kubernetes provider = the ambient 
 
     Namespace -> Secret (API key, HF token: Pulumi secrets, referenced by secretKeyRef, so the
     Deployment never carries a value) -> image pull Secret (dockerconfigjson built inside an
-    apply from the registry password secret) -> PVC for the HF + compile caches (or an existing
-    claim) -> Deployment -> Service -> PodDisruptionBudget -> optional KEDA ScaledObject or HPA.
+    apply from the registry password secret) -> cache claim (or an existing claim, or a node
+    directory) -> weights download Job (shared cache) -> Deployment -> engine Service ->
+    PodDisruptionBudget -> router (SMG Helm chart) -> optional KEDA ScaledObject or HPA, ServiceMonitor.
+
+Focused parts live in infra/deploy/targets/k8s/: router.py (SMG values), weights.py (cache, download
+Job), autoscaling.py (KEDA/HPA/ServiceMonitor).
 
 Choices, each for a reason:
 - no `command`/`args`: the image's entrypoint is the launcher, which rebuilds this exact plan
   from GPTOSS_STACK_SPEC (in plan.env) with the GPUs it finds and writes the plan's files. Setting
   `command` to plan.argv would bypass it (no config files, the API key on the command line);
-- GPUs per pod = the plan's tensor-parallel size; more replicas, not bigger pods, scale out;
+- GPUs per pod = the plan's tensor-parallel size; more replicas, not bigger pods, scale out, and
+  never engine data parallelism (vLLM's couples gpt-oss's MoE ranks and hides per-rank state from
+  the router; SGLang calls its own --dp-size "highly not recommended");
+- with a router, clients (and endpoint_url) go through the router Service; the engine Service is
+  ClusterIP, for the router, Prometheus and in-cluster debugging only;
+- drain: preStop sleep (the router drops the pod when it sees its deletion), then SIGTERM; vLLM
+  finishes in-flight requests for up to --shutdown-timeout, SGLang drains on SIGTERM by default;
+  terminationGracePeriodSeconds = preStop + shutdown timeout + margin bounds both;
 - rolling update maxSurge 0 / maxUnavailable 1: the old pod frees its GPUs before the new one
   is scheduled, so an update never needs a spare GPU node (one replica is briefly down);
 - startupProbe allows STARTUP_GRACE_SECONDS[model] (120b: 30 min of download + load + compile)
   before liveness counts; liveness alone would kill a loading 120b pod;
 - the Deployment's Pulumi await timeout covers that grace too (`pulumi.com/timeoutSeconds`);
-- replicas > 1 (or autoscaling) share one cache claim, so it is ReadWriteMany; one replica
-  uses ReadWriteOnce (works with every block storage class).
+- more than one pod shares one cache claim, so it is ReadWriteMany (a storage class is required);
+  one pod uses ReadWriteOnce (works with every block storage class).
 """
 from __future__ import annotations
 
@@ -46,21 +57,24 @@ import pulumi
 
 from infra import constants as C
 from infra.deploy.targets.base import TargetContext, TargetResult, health_path, startup_grace_seconds
+from infra.deploy.targets.k8s import autoscaling as A
+from infra.deploy.targets.k8s import router as R
+from infra.deploy.targets.k8s import weights as W
 from infra.spec import SpecError
 
 # The Kubernetes minor the manifests are written (and validated, tests/cloud) for.
 KUBERNETES_VERSION = "1.33"
 CONTAINER_NAME = "server"
 PORT_NAME = "http"
-KEDA_API_VERSION = "keda.sh/v1alpha1"
-# Engine queue depth gauges (requests admitted but waiting for a batch slot).
-QUEUE_METRIC = {"vllm": "vllm:num_requests_waiting", "sglang": "sglang:num_queue_reqs"}
+KEDA_API_VERSION = A.KEDA_API_VERSION
+QUEUE_METRIC = A.QUEUE_METRIC
+# Engine data parallelism options (both engines' spellings): refused, scale out with replicas.
+DATA_PARALLEL_OPTIONS = ("--data-parallel-size", "--data-parallel-size-local", "-dp", "--dp-size", "--dp")
 # SGLang serves /metrics only with this flag; vLLM always does.
 SGLANG_METRICS_FLAG = "--enable-metrics"
 PROBE_PERIOD_S = 10
 # Margin on top of the startup grace for the Pulumi await of a rollout (image pull, scheduling).
 ROLLOUT_MARGIN_S = 900
-TERMINATION_GRACE_S = 30
 
 _DNS_LABEL = re.compile(r"[^a-z0-9-]+")
 _LABEL_VALUE = re.compile(r"[^A-Za-z0-9_.-]+")
@@ -94,6 +108,8 @@ def k8s_names(stack: str, spec) -> dict[str, str]:
         "cache": settings.existing_claim or f"{base}-cache",
         "pdb": base,
         "autoscaler": base,
+        "router_release": R.release_name(base),
+        "router_service": R.router_service_name(base),
     }
 
 
@@ -114,6 +130,11 @@ def object_labels(stack: str, plan) -> dict[str, str]:
     }
 
 
+def pod_labels(stack: str, plan) -> dict[str, str]:
+    """The engine pods' labels: the objects' labels plus the one the router discovers them by."""
+    return {**object_labels(stack, plan), **R.worker_selector(label_value(stack))}
+
+
 def object_annotations(labels: Mapping[str, str]) -> dict[str, str]:
     """The component's labels (model ids contain '/', not allowed in label values) as annotations."""
     return {k: str(v) for k, v in sorted(labels.items())}
@@ -128,9 +149,16 @@ def replicas_wanted(spec) -> int:
     return settings.autoscaling.min_replicas if settings.autoscaling.enabled else settings.replicas
 
 
-def shared_cache(spec) -> bool:
-    settings = spec.target_settings
-    return settings.replicas > 1 or (settings.autoscaling.enabled and settings.autoscaling.max_replicas > 1)
+def router_of(spec) -> str:
+    return spec.target_settings.resolved_router
+
+
+def model_revision(spec, plan) -> str:
+    return spec.target_settings.revision_for(plan.weights or plan.model)
+
+
+def termination_grace_seconds(spec) -> int:
+    return spec.target_settings.drain.termination_grace_seconds
 
 
 # ----------------------------------------------------------------------------- validation
@@ -163,10 +191,41 @@ def validate(spec, plan) -> None:
             raise _err(spec, "kubernetes.autoscaling.enabled", True,
                        f"SGLang serves the queue-depth metric ({QUEUE_METRIC['sglang']}) only with {SGLANG_METRICS_FLAG}",
                        f"add `{SGLANG_METRICS_FLAG}` to extra_args, or turn autoscaling off")
+        if auto.min_replicas == 0 and router_of(spec) not in R.ROUTERS_HOLDING_REQUESTS:
+            raise _err(spec, "kubernetes.autoscaling.min_replicas", 0,
+                       f"scale to zero drops every request that arrives while no pod is up (a 120b pod takes minutes to load), "
+                       f"and the router here ({router_of(spec)}) does not hold requests meanwhile",
+                       "use min_replicas: 1 or more")
     if settings.existing_claim and settings.storage_class:
         raise _err(spec, "kubernetes.storage_class", settings.storage_class,
                    f"is ignored because kubernetes.existing_claim ({settings.existing_claim}) is used as the cache",
                    "remove storage_class, or existing_claim to let the stack create the claim")
+    if settings.cache == "node-local":
+        for field in ("existing_claim", "storage_class"):
+            if getattr(settings, field):
+                raise _err(spec, f"kubernetes.{field}", getattr(settings, field),
+                           "is ignored with kubernetes.cache: node-local (each node keeps its own cache directory)",
+                           f"remove {field}, or use cache: shared")
+    elif W.rwx_needed(settings) and not settings.existing_claim and not settings.storage_class:
+        raise _err(spec, "kubernetes.storage_class", None,
+                   f"{settings.max_pods} pods share one cache claim, which must be ReadWriteMany; the default storage classes "
+                   "of the big clouds offer only ReadWriteOnce, so the claim would stay Pending",
+                   "set kubernetes.storage_class to a ReadWriteMany class (EFS: efs-sc, Filestore: standard-rwx, "
+                   "Azure Files: azurefile-csi, NFS/CephFS), or existing_claim, or use cache: node-local")
+    router = router_of(spec)
+    if router not in R.ROUTERS_BUILT:
+        raise _err(spec, "kubernetes.router", router,
+                   "the llm-d router (InferencePool + endpoint picker) is not deployed by this version yet",
+                   "use router: smg (cache-aware, routes vLLM and SGLang alike) or router: none")
+    if not model_revision(spec, plan):
+        raise _err(spec, "kubernetes.model_revision", None,
+                   f"no pinned revision is known for {plan.weights or plan.model}, so pods could load different bytes",
+                   "set kubernetes.model_revision to a commit of that Hugging Face repo")
+    for i, arg in enumerate(spec.extra_args):
+        if arg.split("=", 1)[0] in DATA_PARALLEL_OPTIONS:
+            raise _err(spec, f"extra_args[{i}]", arg,
+                       "engine data parallelism couples gpt-oss's MoE ranks in one pod and hides per-rank state from the router",
+                       "remove it and scale out with kubernetes.replicas (one pod per tensor-parallel group)")
 
 
 # ----------------------------------------------------------------------------- object specs
@@ -196,9 +255,9 @@ def gpu_resources(spec, plan) -> dict[str, dict[str, str]]:
     return {"limits": {gpu.k8s_resource: n}, "requests": {gpu.k8s_resource: n}}
 
 
-def container_env(plan, secret_name: str, secret_vars: list[str]) -> list[dict]:
-    """The plan's env (plain, sorted) then each secret by reference to the Secret (no value here)."""
-    env: list[dict] = [{"name": k, "value": v} for k, v in sorted(plan.env.items())]
+def container_env(plan, secret_name: str, secret_vars: list[str], extra: Mapping[str, str] | None = None) -> list[dict]:
+    """The plan's env plus the target's (plain, sorted) then each secret by reference to the Secret."""
+    env: list[dict] = [{"name": k, "value": v} for k, v in sorted({**plan.env, **(extra or {})}.items())]
     for var in sorted(secret_vars):
         env.append({"name": var, "valueFrom": {"secretKeyRef": {"name": secret_name, "key": var}}})
     return env
@@ -207,29 +266,32 @@ def container_env(plan, secret_name: str, secret_vars: list[str]) -> list[dict]:
 def deployment_spec(stack: str, spec, plan, *, image: Any, secret_vars: list[str], with_pull_secret: bool) -> dict:
     settings = spec.target_settings
     names = k8s_names(stack, spec)
-    labels = object_labels(stack, plan)
     container: dict[str, Any] = {
         "name": CONTAINER_NAME,
         "image": image,
         "imagePullPolicy": "IfNotPresent",
         "ports": [{"name": PORT_NAME, "containerPort": int(plan.port), "protocol": "TCP"}],
-        "env": container_env(plan, names["secret"], secret_vars),
+        "env": container_env(plan, names["secret"], secret_vars, W.engine_env(settings)),
         "resources": gpu_resources(spec, plan),
         "volumeMounts": [
-            {"name": "cache", "mountPath": C.CACHE_ROOT},
+            {"name": W.CACHE_VOLUME, "mountPath": C.CACHE_ROOT},
             {"name": "dshm", "mountPath": "/dev/shm"},
         ],
         **probes(spec, plan),
     }
+    if settings.drain.prestop_seconds:
+        # The router and the Service endpoints drop the pod once it is terminating; keep serving
+        # meanwhile, then SIGTERM starts the engine's own drain (sleep action: no shell in the pod).
+        container["lifecycle"] = {"preStop": {"sleep": {"seconds": settings.drain.prestop_seconds}}}
     pod_spec: dict[str, Any] = {
         "containers": [container],
         "nodeSelector": node_selector(spec),
         "tolerations": [dict(t) for t in settings.tolerations],
-        "terminationGracePeriodSeconds": TERMINATION_GRACE_S,
+        "terminationGracePeriodSeconds": termination_grace_seconds(spec),
         # The launcher drops to the engine user; the cache claim must be writable by its group.
         "securityContext": {"fsGroup": C.ENGINE_UID, "fsGroupChangePolicy": "OnRootMismatch"},
         "volumes": [
-            {"name": "cache", "persistentVolumeClaim": {"claimName": names["cache"]}},
+            W.cache_volume(settings, names["cache"]),
             # NCCL and the engines' workers share memory through /dev/shm (the seeds' --ipc=host).
             {"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": f"{settings.shm_size_gi}Gi"}},
         ],
@@ -243,12 +305,13 @@ def deployment_spec(stack: str, spec, plan, *, image: Any, secret_vars: list[str
         "progressDeadlineSeconds": startup_grace_seconds(spec.model) + ROLLOUT_MARGIN_S,
         "template": {
             "metadata": {
-                "labels": labels,
+                "labels": pod_labels(stack, plan),
                 "annotations": {
                     "prometheus.io/scrape": "true",
                     "prometheus.io/port": str(plan.port),
                     "prometheus.io/path": "/metrics",
                     "gptoss.model": plan.model,
+                    "gptoss.model-revision": model_revision(spec, plan),
                 },
             },
             "spec": pod_spec,
@@ -261,19 +324,14 @@ def deployment_spec(stack: str, spec, plan, *, image: Any, secret_vars: list[str
 
 
 def cache_claim_spec(spec) -> dict:
-    settings = spec.target_settings
-    out: dict[str, Any] = {
-        "accessModes": ["ReadWriteMany" if shared_cache(spec) else "ReadWriteOnce"],
-        "resources": {"requests": {"storage": f"{settings.cache_size_gi}Gi"}},
-    }
-    if settings.storage_class:
-        out["storageClassName"] = settings.storage_class
-    return out
+    return W.claim_spec(spec.target_settings)
 
 
 def service_spec(stack: str, spec, plan) -> dict:
+    """The engine Service: internal (ClusterIP) behind a router; the stack's service_type without one."""
+    kind = "ClusterIP" if router_of(spec) != "none" else spec.target_settings.service_type
     return {
-        "type": spec.target_settings.service_type,
+        "type": kind,
         "selector": selector_labels(stack),
         "ports": [{"name": PORT_NAME, "port": int(spec.port), "targetPort": PORT_NAME, "protocol": "TCP"}],
     }
@@ -286,49 +344,38 @@ def pdb_spec(stack: str) -> dict:
 
 
 def autoscaler_query(spec, plan) -> str:
-    metric = QUEUE_METRIC[plan.backend]
-    served = spec.served_model_name or spec.model
-    return f'sum({metric}{{namespace="{spec.target_settings.namespace}",model_name="{served}"}})'
+    return A.queue_query(plan.backend, spec.target_settings.namespace, spec.served_model_name or spec.model)
 
 
 def scaled_object_spec(stack: str, spec, plan) -> dict:
     """KEDA ScaledObject (keda.sh/v1alpha1) on the engine queue depth, through Prometheus."""
-    auto = spec.target_settings.autoscaling
-    return {
-        "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": k8s_names(stack, spec)["app"]},
-        "minReplicaCount": auto.min_replicas,
-        "maxReplicaCount": auto.max_replicas,
-        "pollingInterval": 15,
-        # A new replica costs a GPU node and minutes of loading: scale down slowly.
-        "cooldownPeriod": 600,
-        "triggers": [{
-            "type": "prometheus",
-            "metadata": {
-                "serverAddress": auto.prometheus_address,
-                "query": autoscaler_query(spec, plan),
-                "threshold": str(auto.queue_depth_target),
-            },
-        }],
-    }
+    return A.scaled_object_spec(spec.target_settings.autoscaling, deployment=k8s_names(stack, spec)["app"],
+                                backend=plan.backend, namespace=spec.target_settings.namespace,
+                                served_model=spec.served_model_name or spec.model)
 
 
 def hpa_spec(stack: str, spec, plan) -> dict:
-    """autoscaling/v2 HPA on an External metric (served by e.g. prometheus-adapter, which must
-    expose the engine's queue gauge under this name)."""
-    auto = spec.target_settings.autoscaling
-    return {
-        "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": k8s_names(stack, spec)["app"]},
-        "minReplicas": auto.min_replicas,
-        "maxReplicas": auto.max_replicas,
-        "metrics": [{
-            "type": "External",
-            "external": {
-                "metric": {"name": QUEUE_METRIC[plan.backend]},
-                "target": {"type": "AverageValue", "averageValue": str(auto.queue_depth_target)},
-            },
-        }],
-        "behavior": {"scaleDown": {"stabilizationWindowSeconds": 600}},
-    }
+    return A.hpa_spec(spec.target_settings.autoscaling, deployment=k8s_names(stack, spec)["app"], backend=plan.backend)
+
+
+def router_values(stack: str, spec, with_api_key: bool) -> dict:
+    """The SMG chart values for this stack, checked against the chart's schema."""
+    names = k8s_names(stack, spec)
+    settings = spec.target_settings
+    return R.values_dict(R.smg_values(
+        app=names["app"], namespace=names["namespace"], stack_label=label_value(stack), engine_port=int(spec.port),
+        service_type=settings.service_type, service_port=int(spec.port), policy=settings.router_policy,
+        request_timeout_s=startup_grace_seconds(spec.model), secret_name=names["secret"] if with_api_key else None))
+
+
+def download_job(stack: str, spec, plan, *, image: Any, secret_vars: list[str], with_pull_secret: bool) -> dict:
+    names = k8s_names(stack, spec)
+    return W.download_job_spec(
+        weights=plan.weights or plan.model, revision=model_revision(spec, plan), image=image,
+        claim_name=names["cache"], secret_name=names["secret"] if secret_vars else None,
+        has_hf_token="HF_TOKEN" in secret_vars, pull_secret=names["pull_secret"] if with_pull_secret else None,
+        labels={**selector_labels(stack), "app.kubernetes.io/component": "weights"},
+        deadline_s=startup_grace_seconds(spec.model) * 2)
 
 
 def dockerconfigjson(registry: str, username: str, password: str) -> str:
@@ -338,9 +385,15 @@ def dockerconfigjson(registry: str, username: str, password: str) -> str:
                       sort_keys=True, separators=(",", ":"))
 
 
+def front_service(stack: str, spec) -> str:
+    """The Service clients use: the router's when there is one."""
+    names = k8s_names(stack, spec)
+    return names["router_service"] if router_of(spec) == "smg" else names["app"]
+
+
 def logs_command(stack: str, spec) -> list[str]:
     sel = ",".join(f"{k}={v}" for k, v in selector_labels(stack).items())
-    n = max(spec.target_settings.replicas, spec.target_settings.autoscaling.max_replicas if spec.target_settings.autoscaling.enabled else 1)
+    n = spec.target_settings.max_pods
     return ["kubectl", "--namespace", spec.target_settings.namespace, "logs", "--selector", sel,
             "--container", CONTAINER_NAME, "--tail", "200", "--prefix", "--max-log-requests", str(max(n, 1))]
 
@@ -348,12 +401,12 @@ def logs_command(stack: str, spec) -> list[str]:
 def port_forward_command(stack: str, spec) -> list[str]:
     port = str(spec.port)
     return ["kubectl", "--namespace", spec.target_settings.namespace, "port-forward",
-            f"service/{k8s_names(stack, spec)['app']}", f"{port}:{port}"]
+            f"service/{front_service(stack, spec)}", f"{port}:{port}"]
 
 
 def cluster_url(stack: str, spec) -> str:
     names = k8s_names(stack, spec)
-    return f"http://{names['app']}.{names['namespace']}.svc.cluster.local:{spec.port}/v1"
+    return f"http://{front_service(stack, spec)}.{names['namespace']}.svc.cluster.local:{spec.port}/v1"
 
 
 # ----------------------------------------------------------------------------- Pulumi
@@ -416,7 +469,7 @@ class KubernetesTarget:
             )
             server_deps.append(pull)
 
-        if not settings.existing_claim:
+        if settings.cache == "shared" and not settings.existing_claim:
             claim = k8s.core.v1.PersistentVolumeClaim(
                 f"{stack}-cache",
                 metadata=meta(names["cache"]),
@@ -425,6 +478,18 @@ class KubernetesTarget:
                 opts=pulumi.ResourceOptions(parent=ctx.parent, depends_on=[namespace], retain_on_delete=True),
             )
             server_deps.append(claim)
+        if W.uses_download_job(settings):
+            revision = model_revision(spec, plan)
+            timeout = startup_grace_seconds(spec.model) * 2
+            job = k8s.batch.v1.Job(
+                f"{stack}-weights",
+                metadata=meta(W.job_name(names["app"], revision), {"pulumi.com/timeoutSeconds": str(timeout)}),
+                spec=download_job(stack, spec, plan, image=ctx.image_ref, secret_vars=secret_vars,
+                                  with_pull_secret=with_pull_secret),
+                # Pulumi waits for the Job to complete: the engine pods start on a filled cache.
+                opts=pulumi.ResourceOptions(parent=ctx.parent, depends_on=list(server_deps)),
+            )
+            server_deps.append(job)
 
         timeout = startup_grace_seconds(spec.model) + ROLLOUT_MARGIN_S
         deployment = k8s.apps.v1.Deployment(
@@ -443,6 +508,18 @@ class KubernetesTarget:
         k8s.policy.v1.PodDisruptionBudget(
             f"{stack}-pdb", metadata=meta(names["pdb"]), spec=pdb_spec(stack), opts=in_ns)
 
+        front: pulumi.Resource = service
+        if router_of(spec) == "smg":
+            front = k8s.helm.v4.Chart(
+                f"{stack}-router",
+                chart=R.SMG_CHART,
+                version=R.SMG_CHART_VERSION,
+                namespace=names["namespace"],
+                name=names["router_release"],
+                values=router_values(stack, spec, with_api_key="API_KEY" in secret_vars),
+                opts=pulumi.ResourceOptions(parent=ctx.parent, depends_on=server_deps),
+            )
+
         auto = settings.autoscaling
         if auto.enabled and auto.mode == "keda":
             k8s.apiextensions.CustomResource(
@@ -453,24 +530,34 @@ class KubernetesTarget:
             k8s.autoscaling.v2.HorizontalPodAutoscaler(
                 f"{stack}-hpa", metadata=meta(names["autoscaler"]), spec=hpa_spec(stack, spec, plan),
                 opts=pulumi.ResourceOptions(parent=ctx.parent, depends_on=[deployment]))
+        if auto.service_monitor:
+            k8s.apiextensions.CustomResource(
+                f"{stack}-metrics", api_version=A.SERVICE_MONITOR_API_VERSION, kind="ServiceMonitor",
+                metadata=meta(names["app"]),
+                spec=A.service_monitor_spec(auto, selector=selector_labels(stack), namespace=names["namespace"],
+                                            port_name=PORT_NAME),
+                opts=pulumi.ResourceOptions(parent=ctx.parent, depends_on=[service]))
 
         extra: dict[str, Any] = {
             "namespace": names["namespace"],
             "deployment": names["app"],
-            "service": names["app"],
+            "service": front_service(stack, spec),
+            "engine_service": names["app"],
+            "router": router_of(spec),
+            "model_revision": model_revision(spec, plan),
             "cluster_endpoint_url": cluster_url(stack, spec),
             "replicas": replicas_wanted(spec),
             "gpus_per_pod": gpus_per_pod(plan),
         }
-        if settings.service_type == "LoadBalancer":
+        if settings.service_type == "LoadBalancer" and router_of(spec) == "none":
             # The balancer's address once the cloud has assigned it.
             host = service.status.apply(_ingress_host)
         else:
-            # ClusterIP/NodePort: reach it from the deploying machine through kubectl.
+            # ClusterIP/NodePort (or the router's Service, which the chart owns): through kubectl.
             host = "127.0.0.1"
             extra["tunnel_command"] = port_forward_command(stack, spec)
         return TargetResult(host=host, port=spec.port, logs_command=logs_command(stack, spec),
-                            extra_outputs=extra, depends_on=[deployment, service])
+                            extra_outputs=extra, depends_on=[deployment, service, front])
 
 
 def _ingress_host(status) -> str:
@@ -487,5 +574,5 @@ def deploy(ctx: TargetContext) -> TargetResult:
     return KubernetesTarget().deploy(ctx)
 
 
-__all__ = ["KubernetesTarget", "deploy", "validate", "deployment_spec", "probes", "k8s_names",
-           "dockerconfigjson", "scaled_object_spec", "hpa_spec", "KUBERNETES_VERSION", "QUEUE_METRIC"]
+__all__ = ["KubernetesTarget", "deploy", "validate", "deployment_spec", "probes", "k8s_names", "router_values",
+           "download_job", "dockerconfigjson", "scaled_object_spec", "hpa_spec", "KUBERNETES_VERSION", "QUEUE_METRIC"]

@@ -1,0 +1,87 @@
+"""Autoscaling of the engine Deployment on the engines' queue depth (`kubernetes.autoscaling`). Pure.
+
+The signal is the number of requests waiting for a batch slot (vLLM `vllm:num_requests_waiting`,
+SGLang `sglang:num_queue_reqs`), summed over the stack's pods and compared as an AverageValue, so
+the autoscaler scales on the per-pod average (GPU utilisation says nothing: a decoding engine is
+always "busy"). Guard rails, because a new 120b pod takes minutes to load and reports no queue
+until it serves: at most `scale_up_pods` per `scale_up_period_seconds`, a scale-up stabilization
+window, and a long scale-down window.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+KEDA_API_VERSION = "keda.sh/v1alpha1"
+SERVICE_MONITOR_API_VERSION = "monitoring.coreos.com/v1"
+QUEUE_METRIC = {"vllm": "vllm:num_requests_waiting", "sglang": "sglang:num_queue_reqs"}
+POLLING_INTERVAL_S = 15
+
+
+def queue_query(backend: str, namespace: str, served_model: str) -> str:
+    metric = QUEUE_METRIC[backend]
+    return f'sum({metric}{{namespace="{namespace}",model_name="{served_model}"}})'
+
+
+def behavior(auto) -> dict[str, Any]:
+    """autoscaling/v2 HorizontalPodAutoscalerBehavior (KEDA passes it to the HPA it makes)."""
+    return {
+        "scaleUp": {
+            "stabilizationWindowSeconds": auto.scale_up_stabilization_seconds,
+            "selectPolicy": "Min",
+            "policies": [{"type": "Pods", "value": auto.scale_up_pods, "periodSeconds": auto.scale_up_period_seconds}],
+        },
+        "scaleDown": {
+            "stabilizationWindowSeconds": auto.scale_down_stabilization_seconds,
+            "selectPolicy": "Min",
+            "policies": [{"type": "Pods", "value": 1, "periodSeconds": auto.scale_up_period_seconds}],
+        },
+    }
+
+
+def scaled_object_spec(auto, *, deployment: str, backend: str, namespace: str, served_model: str) -> dict[str, Any]:
+    return {
+        "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": deployment},
+        "minReplicaCount": auto.min_replicas,
+        "maxReplicaCount": auto.max_replicas,
+        "pollingInterval": POLLING_INTERVAL_S,
+        # Only for scaling to zero (which the target refuses without a router that holds requests).
+        "cooldownPeriod": auto.scale_down_stabilization_seconds,
+        "advanced": {"horizontalPodAutoscalerConfig": {"behavior": behavior(auto)}},
+        "triggers": [{
+            "type": "prometheus",
+            "metricType": "AverageValue",
+            "metadata": {
+                "serverAddress": auto.prometheus_address,
+                "query": queue_query(backend, namespace, served_model),
+                "threshold": str(auto.queue_depth_target),
+            },
+        }],
+    }
+
+
+def hpa_spec(auto, *, deployment: str, backend: str) -> dict[str, Any]:
+    """autoscaling/v2 HPA on an External metric (served by e.g. prometheus-adapter, which must
+    expose the engine's queue gauge under this name, summed over the stack's pods)."""
+    return {
+        "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": deployment},
+        "minReplicas": auto.min_replicas,
+        "maxReplicas": auto.max_replicas,
+        "metrics": [{
+            "type": "External",
+            "external": {
+                "metric": {"name": QUEUE_METRIC[backend]},
+                "target": {"type": "AverageValue", "averageValue": str(auto.queue_depth_target)},
+            },
+        }],
+        "behavior": behavior(auto),
+    }
+
+
+def service_monitor_spec(auto, *, selector: dict[str, str], namespace: str, port_name: str) -> dict[str, Any]:
+    """Prometheus Operator ServiceMonitor for the engine Service's /metrics."""
+    return {
+        "selector": {"matchLabels": dict(selector)},
+        "namespaceSelector": {"matchNames": [namespace]},
+        "endpoints": [{"port": port_name, "path": "/metrics", "scheme": "http",
+                       "interval": auto.service_monitor_interval}],
+    }
