@@ -3,7 +3,7 @@
 # The same container `pulumi up` runs, for people who do not use Pulumi.
 # The image's entrypoint (the launcher) rebuilds this plan from GPTOSS_STACK_SPEC plus any seed env
 # vars you add (-e MAX_MODEL_LEN=...), writes sglang.args, checks the GPU it finds, then execs:
-#   python3 -m sglang.launch_server --model-path openai/gpt-oss-120b --served-model-name openai/gpt-oss-120b --host 0.0.0.0 --port 8000 --tp-size 1 --context-length 131072 --mem-fraction-static 0.92 --max-running-requests 14 --chunked-prefill-size 8192 --tool-call-parser gpt-oss --reasoning-parser gpt-oss --enable-metrics
+#   python3 -m sglang.launch_server --model-path openai/gpt-oss-120b --served-model-name openai/gpt-oss-120b --host 0.0.0.0 --port 8000 --tp-size 1 --context-length 131072 --mem-fraction-static 0.92 --max-running-requests 14 --chunked-prefill-size 8192 --tool-call-parser gpt-oss --reasoning-parser gpt-oss --revision b5c939de8f754692c1647ca79fbf85e8c1e70f8a --enable-metrics
 # Secrets are read from YOUR shell environment and passed by name only: API_KEY.
 set -euo pipefail
 : "${API_KEY:?export API_KEY (the key clients must send as 'Authorization: Bearer ...') first}"
@@ -20,6 +20,6 @@ exec docker run --rm --name gptoss-k8s-h200-sglang \
   -e XDG_CACHE_HOME=/cache \
   -e CUDA_CACHE_PATH=/cache/cuda \
   -e TORCH_EXTENSIONS_DIR=/cache/torch_extensions \
-  -e GPTOSS_STACK_SPEC='{"stack":"k8s-h200-sglang","backend":"sglang","model":"openai/gpt-oss-120b","gpu":"h200-141gb","gpu_count":1,"tensor_parallel":"auto","speculative":"none","fit_check":"strict","host":"0.0.0.0","port":8000,"api_key_mode":"auto","target":"kubernetes","kubernetes":{"namespace":"gptoss","replicas":1,"cache_size_gi":200,"service_type":"ClusterIP","tolerations":[{"key":"nvidia.com/gpu","operator":"Exists","effect":"NoSchedule"}],"node_selector":{},"shm_size_gi":16,"autoscaling":{"enabled":true,"mode":"keda","min_replicas":1,"max_replicas":4,"queue_depth_target":8,"prometheus_address":"http://prometheus-server.monitoring.svc:80"}},"image":{"registry":"ghcr.io/your-org","registry_username":"your-org-bot","allow_unpinned_base":false},"env":{},"extra_args":["--enable-metrics"]}' \
+  -e GPTOSS_STACK_SPEC='{"stack":"k8s-h200-sglang","backend":"sglang","model":"openai/gpt-oss-120b","gpu":"h200-141gb","gpu_count":1,"tensor_parallel":"auto","speculative":"none","fit_check":"strict","host":"0.0.0.0","port":8000,"api_key_mode":"auto","target":"kubernetes","kubernetes":{"namespace":"gptoss","replicas":1,"router":"smg","router_policy":"cache_aware","cache":"shared","storage_class":"efs-sc","cache_size_gi":200,"node_cache_path":"/var/lib/gptoss-cache","drain":{"prestop_seconds":15,"shutdown_timeout_seconds":120},"service_type":"ClusterIP","tolerations":[{"key":"nvidia.com/gpu","operator":"Exists","effect":"NoSchedule"}],"node_selector":{},"shm_size_gi":16,"autoscaling":{"enabled":true,"mode":"keda","min_replicas":1,"max_replicas":4,"queue_depth_target":8,"prometheus_address":"http://prometheus-server.monitoring.svc:80","scale_up_pods":1,"scale_up_period_seconds":600,"scale_up_stabilization_seconds":180,"scale_down_stabilization_seconds":900,"service_monitor":true,"service_monitor_interval":"30s"}},"image":{"registry":"ghcr.io/your-org","registry_username":"your-org-bot","allow_unpinned_base":false},"env":{},"extra_args":["--enable-metrics"]}' \
   -e API_KEY \
   "$IMAGE"
