@@ -32,8 +32,9 @@ SMG_CHART_VERSION = "1.9.0"
 # router pods carry app.kubernetes.io/instance=<release>, so that label cannot be the selector.
 WORKER_LABEL = "gptoss.worker-of"
 ROUTER_API_KEY_ENV = "GPTOSS_ROUTER_API_KEY"
-# Routers that hold a request while no engine pod is up (what scale-to-zero needs). SMG answers at
-# once when its pool is empty; llm-d's endpoint picker likewise. None here, so min_replicas >= 1.
+# Routers known to hold a request while no engine pod is up (what scale-to-zero needs). Neither SMG
+# 1.9.0 (its queue is for its concurrency limit, not for an empty pool) nor llm-d is listed, so
+# min_replicas stays >= 1; add a router here only once that behaviour is checked.
 ROUTERS_HOLDING_REQUESTS: frozenset[str] = frozenset()
 # Routers this version deploys (the spec accepts llm-d so stacks can name it; it is refused for now).
 ROUTERS_BUILT = ("smg", "none")
