@@ -28,8 +28,10 @@ from typing import Any
 
 import httpx
 
-from infra.endpoint.client import stale_connection
-from infra.endpoint.sse import SSEDecoder, StreamResult
+from infra.endpoint.client import EndpointClient, model_ids, stale_connection
+from infra.endpoint.deadline import Deadline, async_http_client, earliest, scope
+from infra.endpoint.safetext import printable
+from infra.endpoint.sse import SSEDecoder, StreamResult, consume, finish
 from infra.endpoint.target import Target
 
 WORDS = ("time person year way day thing man world life hand part child eye woman place work week case "
@@ -47,8 +49,9 @@ class BenchConfig:
     slo_tpot_ms: float | None = 100.0
     slo_e2e_ms: float | None = None
     ignore_eos: bool = False          # vLLM / llama.cpp: generate exactly output_len tokens
-    request_timeout: float = 600.0
+    request_timeout: float = 600.0    # one request, start to last byte (the warm-up's too)
     level_timeout: float = 1800.0     # no new request starts after this; in-flight ones are cancelled
+    deadline: float | None = None     # the whole run; levels not reached by then are not started
     warmup: bool = True
     seed: int = 0
     price_per_hour: float | None = None
@@ -71,6 +74,7 @@ class RequestMetrics:
     token_chunks: int = 0
     client_s: float = 0.0             # time spent in this client's own parsing
     retries: int = 0                  # 1 when a stale keep-alive connection had to be replaced
+    cancelled: bool = False           # cut short by the level's (or the run's) deadline
     stale_retry: bool = field(default=False, repr=False)
 
     @property
@@ -85,17 +89,17 @@ def make_prompt(rng: random.Random, n_words: int, idx: int) -> str:
     return f"Request {idx}: continue this text. " + " ".join(words)
 
 
-def consume(dec: SSEDecoder, res: StreamResult, text: str, now: float) -> None:
-    """The client's per-chunk work: SSE framing + JSON + delta assembly."""
-    for ev in dec.feed(text):
-        res.add_event(ev, now)
-
-
-async def one_request(http: httpx.AsyncClient, target: Target, body: dict[str, Any]) -> RequestMetrics:
-    m = await _one_request(http, target, body)
-    if m.stale_retry:  # a pooled connection the server had closed: nothing was sent to the model
+async def one_request(http: httpx.AsyncClient, target: Target, body: dict[str, Any],
+                      timeout: float | None = None) -> RequestMetrics:
+    """One streamed request, ended by ``timeout`` seconds (start to last byte) or by the
+    enclosing deadline scope, whichever is sooner; its failure is a metric, never raised."""
+    with scope(Deadline.after(timeout, "request") if timeout is not None else None) as limit:
         m = await _one_request(http, target, body)
-        m.retries = 1
+        if m.stale_retry:  # a pooled connection the server had closed: nothing was sent to the model
+            m = await _one_request(http, target, body)
+            m.retries = 1
+    if not m.ok and limit is not None and limit.what != "request" and limit.message() in (m.error or ""):
+        m.cancelled = True  # the level's or the run's deadline cut it, not its own
     return m
 
 
@@ -107,25 +111,31 @@ async def _one_request(http: httpx.AsyncClient, target: Target, body: dict[str, 
         async with http.stream("POST", target.base_url + "/chat/completions", json=body,
                                headers={**target.headers(), "Accept": "text/event-stream"}) as resp:
             if resp.status_code != 200:
-                await resp.aread()
-                return RequestMetrics(False, f"HTTP {resp.status_code}: {resp.text[:120]}", e2e=time.perf_counter() - t0)
+                head = b""
+                async for piece in resp.aiter_bytes():
+                    head += piece
+                    if len(head) > 4096:
+                        break
+                return RequestMetrics(False, f"HTTP {resp.status_code}: {printable(head.decode('utf-8', 'replace'), 120)}",
+                                      e2e=time.perf_counter() - t0)
             async for text in resp.aiter_text():
                 now = time.perf_counter()
-                consume(dec, res, text, now)
+                more = consume(dec, res, text, now)
                 client_s += time.perf_counter() - now
+                if not more:
+                    break
             now = time.perf_counter()
-            for ev in dec.flush():
-                res.add_event(ev, now)
+            finish(dec, res, now)
             client_s += time.perf_counter() - now
     except (httpx.HTTPError, asyncio.TimeoutError) as exc:
-        m = RequestMetrics(False, f"{type(exc).__name__}: {str(exc)[:120]}", e2e=time.perf_counter() - t0)
+        m = RequestMetrics(False, f"{type(exc).__name__}: {printable(exc, 160)}", e2e=time.perf_counter() - t0)
         m.stale_retry = stale_connection(exc)
         return m
     t_end = time.perf_counter()
     m = RequestMetrics(ok=True, e2e=t_end - t0, chunks=res.chunks, token_chunks=len(res.token_times), client_s=client_s)
     if res.errors or not res.done:
         m.ok = False
-        m.error = "; ".join(res.errors[:2]) or "stream ended without [DONE]"
+        m.error = "; ".join(printable(e, 160) for e in res.errors[:2]) or "stream ended without [DONE]"
     if res.t_first_token is not None:
         m.ttft = res.t_first_token - t0
     if res.t_first_content is not None:
@@ -186,6 +196,7 @@ def summarize(c: int, n: int, metrics: list[RequestMetrics], duration: float, cp
         "num_prompts": n,
         "completed": len(ok),
         "failed": len(metrics) - len(ok),
+        "cancelled": sum(m.cancelled for m in metrics),   # counted in `failed` too
         "not_started": n - len(metrics),
         "errors": errors,
         "duration_s": duration,
@@ -211,7 +222,9 @@ def summarize(c: int, n: int, metrics: list[RequestMetrics], duration: float, cp
 
 
 async def run_level(target: Target, model: str, c: int, cfg: BenchConfig,
-                    progress: Any = None, task_id: Any = None) -> dict[str, Any]:
+                    progress: Any = None, task_id: Any = None, run_deadline: Deadline | None = None) -> dict[str, Any]:
+    """One concurrency level. It ends by ``level_timeout`` (or the run's deadline): no request
+    starts after that, and those in flight are cut and counted as failed and cancelled."""
     n = cfg.prompts_for(c)
     rng = random.Random(cfg.seed * 1_000_003 + c)
     bodies = []
@@ -221,22 +234,31 @@ async def run_level(target: Target, model: str, c: int, cfg: BenchConfig,
         if cfg.ignore_eos:
             body["ignore_eos"] = True
         bodies.append(body)
-    limits = httpx.Limits(max_connections=c, max_keepalive_connections=c)
     metrics: list[RequestMetrics] = []
     queue = list(reversed(bodies))
-    deadline = time.monotonic() + cfg.level_timeout
-    async with httpx.AsyncClient(timeout=httpx.Timeout(cfg.request_timeout, connect=10.0), limits=limits) as http:
+    level = earliest(run_deadline, Deadline.after(cfg.level_timeout, f"concurrency {c} level"))
+    assert level is not None
+    async with async_http_client(cfg.request_timeout, max_connections=c) as http:
         async def worker() -> None:
-            while queue and time.monotonic() < deadline:
+            while queue and not level.expired:
                 body = queue.pop()
-                metrics.append(await one_request(http, target, body))
+                t_req = time.perf_counter()
+                try:
+                    m = await one_request(http, target, body, cfg.request_timeout)
+                except asyncio.CancelledError:  # the backstop below: still a request that was sent
+                    metrics.append(RequestMetrics(False, f"cancelled: {level.message()}", cancelled=True,
+                                                  e2e=time.perf_counter() - t_req))
+                    raise
+                metrics.append(m)
                 if progress is not None:
                     progress.advance(task_id)
 
         cpu0, t0 = time.process_time(), time.perf_counter()
-        workers = [asyncio.create_task(worker()) for _ in range(min(c, n))]
+        with scope(level):  # the workers' requests inherit it
+            workers = [asyncio.create_task(worker()) for _ in range(min(c, n))]
         try:
-            await asyncio.wait_for(asyncio.gather(*workers), timeout=cfg.level_timeout + cfg.request_timeout)
+            # the requests end themselves at the deadline; this only guards against a stuck task
+            await asyncio.wait_for(asyncio.gather(*workers), timeout=max(0.0, level.remaining()) + 5.0)
         except asyncio.TimeoutError:
             pass
         duration, cpu_s = time.perf_counter() - t0, time.process_time() - cpu0
@@ -292,21 +314,33 @@ def compare(levels: list[dict[str, Any]], target: Target, model: str, cfg: Bench
     return out
 
 
-async def _run(target: Target, model: str, cfg: BenchConfig, console: Any) -> list[dict[str, Any]]:
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+async def warm_up(target: Target, model: str, cfg: BenchConfig, run_deadline: Deadline | None = None) -> RequestMetrics:
+    """One short request before the levels, ended by ``request_timeout`` like any other."""
+    async with async_http_client(cfg.request_timeout, max_connections=1) as http:
+        body = {"model": model, "messages": [{"role": "user", "content": "warm up"}], "max_tokens": 16,
+                "stream": True, "stream_options": {"include_usage": True}}
+        with scope(run_deadline, Deadline.after(cfg.request_timeout, "warm-up request")):
+            return await one_request(http, target, body)
 
+
+async def _run(target: Target, model: str, cfg: BenchConfig, console: Any,
+               run_deadline: Deadline | None = None) -> tuple[RequestMetrics | None, list[dict[str, Any]]]:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.text import Text
+
+    warm = None
     if cfg.warmup:
-        async with httpx.AsyncClient(timeout=cfg.request_timeout) as http:
-            body = {"model": model, "messages": [{"role": "user", "content": "warm up"}], "max_tokens": 16,
-                    "stream": True, "stream_options": {"include_usage": True}}
-            await one_request(http, target, body)
+        warm = await warm_up(target, model, cfg, run_deadline)
+        if not warm.ok:
+            console.print(Text(f"warm-up request failed ({printable(warm.error)}); going on with the levels",
+                               style="yellow"))
     levels = []
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   console=console, transient=False) as progress:
         for c in cfg.concurrency:
             tid = progress.add_task(f"concurrency {c:>3}", total=cfg.prompts_for(c))
-            levels.append(await run_level(target, model, c, cfg, progress, tid))
-    return levels
+            levels.append(await run_level(target, model, c, cfg, progress, tid, run_deadline))
+    return warm, levels
 
 
 def run_bench(target: Target, cfg: BenchConfig, out_dir: Path | None = None, console: Any = None) -> dict[str, Any]:
@@ -314,18 +348,19 @@ def run_bench(target: Target, cfg: BenchConfig, out_dir: Path | None = None, con
     from rich.console import Console
 
     console = console or Console(stderr=True)
+    run_deadline = Deadline.after(cfg.deadline, "bench run") if cfg.deadline is not None else None
     model = target.model
-    if not model:
-        r = httpx.get(target.base_url + "/models", headers=target.headers(), timeout=30)
-        r.raise_for_status()
-        model = r.json()["data"][0]["id"]
+    if not model:  # BadReply (an httpx.HTTPError) names what is wrong with the listing
+        with EndpointClient(target, timeout=min(30.0, cfg.request_timeout), deadline=run_deadline) as client:
+            model = model_ids(client.models())[0]
     t0 = time.time()
-    levels = asyncio.run(_run(target, model, cfg, console))
+    warm, levels = asyncio.run(_run(target, model, cfg, console, run_deadline))
     result = {
         "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t0)),
         "target": {"base_url": target.base_url, "model": model, "backend": target.backend, "gpu": target.gpu,
                    "source": target.source},
         "config": {k: v for k, v in asdict(cfg).items()},
+        "warmup": None if warm is None else {"ok": warm.ok, "error": warm.error, "e2e_s": warm.e2e},
         "levels": levels,
         "comparison": compare(levels, target, model, cfg),
     }

@@ -20,8 +20,10 @@ from typing import Any
 
 import httpx
 
-from infra.endpoint.client import EndpointClient, Reply
+from infra.endpoint.client import EndpointClient, Reply, model_ids
+from infra.endpoint.deadline import Deadline
 from infra.endpoint.harmony import Leak, find_leaks
+from infra.endpoint.safetext import printable
 from infra.endpoint.sse import StreamResult
 from infra.endpoint.target import Target
 
@@ -58,7 +60,8 @@ class SmokeConfig:
     turns: int = 2                 # tool_loop: most tool rounds before a final answer is required
     concurrency: int = 4           # concurrency: parallel chats
     max_tokens: int = 512          # gpt-oss reasons first: leave room for reasoning + answer
-    timeout: float = 120.0         # per request
+    timeout: float = 120.0         # per request, start to last byte
+    deadline: float = 600.0        # the whole smoke test; checks not started by then fail as not run
     reasoning_effort: str | None = "low"
     only: tuple[str, ...] = ()     # run only these checks (no_harmony_leak still looks at all seen)
 
@@ -139,6 +142,7 @@ def _ok_reply(r: Reply, what: str) -> dict[str, Any]:
 def _first_choice(body: dict[str, Any]) -> dict[str, Any]:
     choices = body.get("choices")
     _require(isinstance(choices, list) and choices, "reply has no choices")
+    _require(isinstance(choices[0], dict), "choices[0] is not a JSON object")
     return choices[0]
 
 
@@ -214,14 +218,10 @@ def check_health(ctx: Context) -> tuple[str, dict]:
 
 
 def check_models(ctx: Context) -> tuple[str, dict]:
-    body = _ok_reply(ctx.client.models(), "GET /v1/models")
-    data = body.get("data")
-    _require(isinstance(data, list), "GET /v1/models: no `data` list")
-    ids = [m.get("id") for m in data if isinstance(m, dict)]
+    ids = model_ids(ctx.client.models())
     if ctx.target.model:
         _require(ctx.target.model in ids, f"expected model {ctx.target.model!r} is not listed; the server lists {ids}")
         return f"{ctx.target.model} listed", {"models": ids}
-    _require(bool(ids), "GET /v1/models lists no model")
     ctx.model = ids[0]
     return f"no expected model given; using the first listed, {ids[0]!r}", {"models": ids}
 
@@ -399,13 +399,20 @@ def run_checks(target: Target, config: SmokeConfig | None = None, *,
     if unknown:
         raise ValueError(f"unknown check(s) {sorted(unknown)}; known: {CHECK_NAMES}")
     t_all = time.perf_counter()
+    task = Deadline.after(config.deadline, "smoke test")
     results: list[CheckResult] = []
-    with EndpointClient(target, timeout=config.timeout, transport=transport) as client:
+    with EndpointClient(target, timeout=config.timeout, transport=transport, deadline=task) as client:
         ctx = Context(client=client, target=target, config=config, model=target.model)
         for name, fn in CHECKS:
             if config.only and name not in config.only:
                 continue
             t0 = time.perf_counter()
+            if task.expired:
+                res = CheckResult(name, FAIL, f"not run: {task.message()}")
+                results.append(res)
+                if on_result:
+                    on_result(res)
+                continue
             try:
                 detail, data = fn(ctx)
                 res = CheckResult(name, PASS, detail, data=data)
@@ -413,10 +420,10 @@ def run_checks(target: Target, config: SmokeConfig | None = None, *,
                 res = CheckResult(name, FAIL, str(exc))
             except CheckSkipped as exc:
                 res = CheckResult(name, SKIP, str(exc))
-            except httpx.HTTPError as exc:
-                res = CheckResult(name, FAIL, f"{type(exc).__name__}: {exc}")
+            except httpx.HTTPError as exc:  # BadReply and deadlines included: one line naming what happened
+                res = CheckResult(name, FAIL, f"{type(exc).__name__}: {printable(exc)}")
             except Exception as exc:  # a reply of an unexpected shape fails this check, not the run
-                res = CheckResult(name, FAIL, f"unexpected reply ({type(exc).__name__}: {str(exc)[:200]})")
+                res = CheckResult(name, FAIL, f"unexpected reply ({type(exc).__name__}: {printable(exc)})")
             res.seconds = time.perf_counter() - t0
             results.append(res)
             if on_result:

@@ -2,10 +2,15 @@
 
 It knows the few calls the smoke test needs and returns raw status + JSON so that checks
 can judge every detail themselves. The API key travels only in the Authorization header.
+
+Every call ends by its deadline: ``timeout`` seconds for the whole request (not per byte), and
+no later than the client's ``deadline`` (the whole task's); see :mod:`infra.endpoint.deadline`.
+Replies are read up to :data:`MAX_REPLY_BYTES`.
 """
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -13,8 +18,17 @@ from typing import Any, TypeVar
 
 import httpx
 
-from infra.endpoint.sse import SSEDecoder, StreamResult
+from infra.endpoint.deadline import Deadline, http_client, scope
+from infra.endpoint.safetext import printable
+from infra.endpoint.sse import SSEDecoder, StreamResult, consume, finish
 from infra.endpoint.target import Target
+
+MAX_REPLY_BYTES = 16 << 20   # a non-streamed reply; a chat completion is a few KB
+
+
+class BadReply(httpx.HTTPError):
+    """The server answered, but not with what the API promises (too large, not JSON, wrong
+    shape). The message is one line naming what was wrong."""
 
 
 T = TypeVar("T")
@@ -51,17 +65,44 @@ class Reply:
         if isinstance(self.body, dict) and "error" in self.body:
             err = self.body["error"]
             msg = err.get("message") if isinstance(err, dict) else err
-            return f"HTTP {self.status}: {str(msg)[:200]}"
-        text = self.body if isinstance(self.body, str) else str(self.body)
-        return f"HTTP {self.status}: {text[:200]}"
+            return f"HTTP {self.status}: {printable(msg)}"
+        return f"HTTP {self.status}: {printable(self.body)}"
+
+
+def _kind(value: Any) -> str:
+    return {dict: "an object", list: "a list", str: "a string"}.get(type(value), type(value).__name__)
+
+
+def model_ids(reply: Reply, what: str = "GET /v1/models") -> list[str]:
+    """The ids a ``/v1/models`` reply lists (at least one), or BadReply naming what is wrong."""
+    if reply.status != 200:
+        raise BadReply(f"{what}: {reply.describe()}")
+    body = reply.body
+    if not isinstance(body, dict):
+        shown = f": {printable(body, 60)!r}" if isinstance(body, str) else ""
+        raise BadReply(f"{what}: the reply is {'not JSON' if isinstance(body, str) else 'JSON ' + _kind(body)}"
+                       f"{shown}, expected an object with a `data` list")
+    data = body.get("data")
+    if not isinstance(data, list):
+        raise BadReply(f"{what}: `data` is {'missing' if data is None else _kind(data)}, expected a list of models")
+    if not data:
+        raise BadReply(f"{what}: `data` is empty: the server lists no model (still loading?)")
+    ids = []
+    for i, m in enumerate(data):
+        mid = m.get("id") if isinstance(m, dict) else None
+        if not isinstance(mid, str) or not mid.strip():
+            raise BadReply(f"{what}: data[{i}].id is not a non-empty string ({printable(mid, 60)!r})")
+        ids.append(mid)
+    return ids
 
 
 class EndpointClient:
-    def __init__(self, target: Target, timeout: float = 60.0, transport: httpx.BaseTransport | None = None):
+    def __init__(self, target: Target, timeout: float = 60.0, transport: httpx.BaseTransport | None = None,
+                 deadline: Deadline | None = None):
         self.target = target
-        self._http = httpx.Client(timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)),
-                                  transport=transport, follow_redirects=False,
-                                  limits=httpx.Limits(max_connections=64, max_keepalive_connections=64))
+        self.timeout = timeout
+        self.deadline = deadline  # the whole task's; each request also ends within `timeout`
+        self._http = http_client(timeout, transport=transport)
 
     def close(self) -> None:
         self._http.close()
@@ -75,34 +116,49 @@ class EndpointClient:
     def _url(self, path: str) -> str:
         return self.target.base_url + path
 
-    @staticmethod
-    def _reply(resp: httpx.Response, t0: float) -> Reply:
-        try:
-            body: Any = resp.json()
-        except ValueError:
-            body = resp.text
-        return Reply(resp.status_code, body, time.perf_counter() - t0)
+    def _scope(self):
+        """The deadline of one request: ``timeout`` from now, or the task's if that is sooner."""
+        return scope(self.deadline, Deadline.after(self.timeout, "request"))
+
+    def _send(self, method: str, url: str, **kwargs: Any) -> Reply:
+        t0 = time.perf_counter()
+
+        def once() -> Reply:
+            with self._http.stream(method, url, **kwargs) as resp:
+                raw = bytearray()
+                for piece in resp.iter_bytes():
+                    raw += piece
+                    if len(raw) > MAX_REPLY_BYTES:
+                        raise BadReply(f"{method} {url}: the reply is larger than {MAX_REPLY_BYTES} bytes")
+                status, encoding = resp.status_code, resp.encoding or "utf-8"
+            text = bytes(raw).decode(encoding, errors="replace")
+            try:
+                body: Any = json.loads(text)
+            except ValueError:
+                body = text
+            return Reply(status, body, time.perf_counter() - t0)
+
+        with self._scope():
+            return retry_stale(once)
 
     def health(self) -> Reply:
-        t0 = time.perf_counter()
-        return self._reply(retry_stale(lambda: self._http.get(self.target.health_url, headers=self.target.headers())), t0)
+        return self._send("GET", self.target.health_url, headers=self.target.headers())
 
     def models(self, with_key: bool = True) -> Reply:
-        t0 = time.perf_counter()
-        return self._reply(retry_stale(lambda: self._http.get(self._url("/models"), headers=self.target.headers(with_key))), t0)
+        return self._send("GET", self._url("/models"), headers=self.target.headers(with_key))
 
     def chat(self, body: dict[str, Any], *, with_key: bool = True, key_override: str | None = None) -> Reply:
         headers = self.target.headers(with_key)
         if key_override is not None:
             headers["Authorization"] = f"Bearer {key_override}"
-        t0 = time.perf_counter()
         body = {**body, "stream": False}
-        return self._reply(retry_stale(lambda: self._http.post(self._url("/chat/completions"), json=body, headers=headers)), t0)
+        return self._send("POST", self._url("/chat/completions"), json=body, headers=headers)
 
     def chat_stream(self, body: dict[str, Any]) -> tuple[int, StreamResult, str]:
         """(status, assembled stream, content-type). A non-200 reply leaves the error text in
         ``result.errors``."""
-        return retry_stale(lambda: self._chat_stream(body))
+        with self._scope():
+            return retry_stale(lambda: self._chat_stream(body))
 
     def _chat_stream(self, body: dict[str, Any]) -> tuple[int, StreamResult, str]:
         body = {**body, "stream": True, "stream_options": {"include_usage": True}}
@@ -111,14 +167,16 @@ class EndpointClient:
         with self._http.stream("POST", self._url("/chat/completions"), json=body, headers=headers) as resp:
             ctype = resp.headers.get("content-type", "")
             if resp.status_code != 200:
-                resp.read()
-                result.errors.append(f"HTTP {resp.status_code}: {resp.text[:200]}")
+                head = b""
+                for piece in resp.iter_bytes():
+                    head += piece
+                    if len(head) > 4096:
+                        break
+                result.errors.append(f"HTTP {resp.status_code}: {printable(head.decode('utf-8', 'replace'))}")
                 return resp.status_code, result, ctype
             dec = SSEDecoder()
             for text in resp.iter_text():
-                now = time.perf_counter()
-                for ev in dec.feed(text):
-                    result.add_event(ev, now)
-            for ev in dec.flush():
-                result.add_event(ev)
+                if not consume(dec, result, text, time.perf_counter()):
+                    return resp.status_code, result, ctype
+            finish(dec, result)
             return resp.status_code, result, ctype

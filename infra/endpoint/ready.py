@@ -9,7 +9,11 @@ from dataclasses import dataclass, field
 
 import httpx
 from rich.console import Console
+from rich.text import Text
 
+from infra.endpoint.client import EndpointClient, model_ids
+from infra.endpoint.deadline import Deadline
+from infra.endpoint.safetext import plain, printable
 from infra.endpoint.target import Target
 
 
@@ -23,47 +27,42 @@ class ReadyResult:
     models: list[str] = field(default_factory=list)
 
 
-def _observe(http: httpx.Client, url: str, headers: dict[str, str]) -> tuple[int | None, str, httpx.Response | None]:
-    try:
-        r = http.get(url, headers=headers)
-        return r.status_code, f"HTTP {r.status_code}", r
-    except httpx.HTTPError as exc:
-        return None, f"{type(exc).__name__}: {str(exc)[:120] or 'no answer'}", None
-
-
 def wait_ready(target: Target, timeout: float = 900.0, interval: float = 2.0, console: Console | None = None,
                transport: httpx.BaseTransport | None = None) -> ReadyResult:
+    """Poll until ready or ``timeout`` seconds have passed, whatever the server does: each poll
+    ends within its own short deadline and within the task's (:mod:`infra.endpoint.deadline`)."""
     console = console or Console(stderr=True)
     t0 = time.monotonic()
-    deadline = t0 + max(0.0, timeout)
+    task = Deadline.after(timeout, "wait-ready")
     phase, last, polls, models = "health", "", 0, []
     per_request = max(1.0, min(10.0, interval * 2))
-    with httpx.Client(timeout=per_request, transport=transport) as http, \
+    with EndpointClient(target, timeout=per_request, transport=transport, deadline=task) as client, \
             console.status("", spinner="dots") as status:
         while True:
             polls += 1
-            if phase == "health":
-                code, last, _ = _observe(http, target.health_url, target.headers())
-                if code == 200:
-                    phase = "models"
-            if phase == "models":
-                code, last, resp = _observe(http, target.base_url + "/models", target.headers())
-                if code == 200 and resp is not None:
-                    try:
-                        models = [m.get("id") for m in resp.json().get("data", []) if isinstance(m, dict)]
-                    except (ValueError, AttributeError):
-                        models, last = [], "GET /v1/models: not JSON"
-                    if models and (not target.model or target.model in models):
+            try:
+                if phase == "health":
+                    r = client.health()
+                    last = f"HTTP {r.status}"
+                    if r.status == 200:
+                        phase = "models"
+                if phase == "models":
+                    models = model_ids(client.models())
+                    if not target.model or target.model in models:
                         phase = "ready"
                     else:
-                        last = f"model {target.model!r} not listed yet (listed: {models})"
+                        last = f"model {printable(target.model)!r} not listed yet (listed: {printable(models)})"
+            except httpx.HTTPError as exc:  # BadReply included: a reply of the wrong shape
+                last = f"{type(exc).__name__}: {printable(exc, 160) or 'no answer'}"
             elapsed = time.monotonic() - t0
             if phase == "ready":
-                console.print(f"[green]ready[/] after {elapsed:.1f}s ({polls} polls): {', '.join(models)}")
+                console.print(Text.assemble(("ready", "green"), f" after {elapsed:.1f}s ({polls} polls): ",
+                                            plain(", ".join(models))))
                 return ReadyResult(True, elapsed, phase, last, polls, models)
-            status.update(f"waiting for [bold]{phase}[/] at {target.base_url if phase == 'models' else target.health_url}"
-                          f"  elapsed {elapsed:5.1f}s / {timeout:.0f}s  last: {last}")
-            if time.monotonic() + interval > deadline:
+            where = target.base_url if phase == "models" else target.health_url
+            status.update(Text.assemble("waiting for ", (phase, "bold"), " at ", plain(where),
+                                        f"  elapsed {elapsed:5.1f}s / {timeout:.0f}s  last: ", plain(last)))
+            if time.monotonic() + interval > task.at:
                 return ReadyResult(False, time.monotonic() - t0, phase, last, polls, models)
             time.sleep(interval)
 

@@ -1,4 +1,7 @@
-"""Rich tables for people, and the matplotlib plot of a benchmark (Agg backend)."""
+"""Rich tables for people, and the matplotlib plot of a benchmark (Agg backend).
+
+Every value that came from the server or the stack (URLs, model ids, check details, notes)
+enters a table as :func:`~infra.endpoint.safetext.plain` text, never as markup."""
 
 from __future__ import annotations
 
@@ -6,22 +9,25 @@ from pathlib import Path
 from typing import Any
 
 from rich.table import Table
+from rich.text import Text
 
 from infra.endpoint.checks import FAIL, PASS, SmokeReport
+from infra.endpoint.safetext import plain, printable
 
 _STYLE = {PASS: "[green]pass[/]", FAIL: "[bold red]FAIL[/]", "skip": "[yellow]skip[/]"}
 
 
 def smoke_table(report: SmokeReport) -> Table:
     t = report.target
-    title = f"smoke test: {t['base_url']}  model {t.get('model') or '?'}  ({t['source']})"
+    title = Text.assemble("smoke test: ", plain(t["base_url"]), "  model ", plain(t.get("model") or "?"),
+                          "  (", plain(t["source"]), ")")
     table = Table(title=title, show_lines=False)
     table.add_column("check", style="bold")
     table.add_column("result")
     table.add_column("s", justify="right")
     table.add_column("detail", overflow="fold")
     for c in report.checks:
-        table.add_row(c.name, _STYLE.get(c.status, c.status), f"{c.seconds:.2f}", c.detail)
+        table.add_row(c.name, _STYLE.get(c.status, c.status), f"{c.seconds:.2f}", plain(c.detail, 400))
     passed = sum(c.status == PASS for c in report.checks)
     failed = sum(c.status == FAIL for c in report.checks)
     skipped = len(report.checks) - passed - failed
@@ -35,7 +41,8 @@ def _f(x: float | None, fmt: str = "{:.1f}") -> str:
 
 def bench_table(result: dict[str, Any]) -> Table:
     t = result["target"]
-    table = Table(title=f"bench: {t['base_url']}  model {t['model']}  gpu {t.get('gpu') or '?'}")
+    table = Table(title=Text.assemble("bench: ", plain(t["base_url"]), "  model ", plain(t["model"]),
+                                      "  gpu ", plain(t.get("gpu") or "?")))
     for col in ("conc", "ok/n", "req/s", "out tok/s", "goodput r/s", "TTFT p50/p99 ms", "TTFT content p50 ms",
                 "TPOT p50/p99 ms", "ITL p50/p99 ms", "E2E p50/p90/p99 ms", "client ms/req", "client CPU"):
         table.add_column(col, justify="right")
@@ -63,7 +70,8 @@ def bench_table(result: dict[str, Any]) -> Table:
 def comparison_table(result: dict[str, Any]) -> Table:
     cmp_ = result["comparison"]
     exp = cmp_.get("expected") or {}
-    table = Table(title="against the catalogue" + (f" ({exp.get('source')})" if exp.get("source") else ""))
+    table = Table(title=Text.assemble("against the catalogue",
+                                      *((" (", plain(exp["source"]), ")") if exp.get("source") else ())))
     table.add_column("what")
     table.add_column("measured", justify="right")
     table.add_column("expected", justify="right")
@@ -82,7 +90,7 @@ def comparison_table(result: dict[str, Any]) -> Table:
     for c, usd in (cmp_.get("usd_per_m_output_tokens") or {}).items():
         table.add_row(f"$/M output tokens at conc {c} (${cmp_['price_per_hour']}/h)", _f(usd, "{:.3f}"), "-", "")
     if cmp_.get("note"):
-        table.caption = cmp_["note"]
+        table.caption = plain(cmp_["note"], 400)
     return table
 
 
@@ -133,7 +141,8 @@ def plot_bench(result: dict[str, Any], path: Path) -> Path:
         ax.minorticks_off()
         ax.grid(True, alpha=0.3)
     t = result["target"]
-    fig.suptitle(f"{t['model']} on {t.get('gpu') or '?'} ({t.get('backend') or '?'}) - {t['base_url']}", fontsize=10)
+    title = f"{t['model']} on {t.get('gpu') or '?'} ({t.get('backend') or '?'}) - {t['base_url']}"
+    fig.suptitle(printable(title, 160).replace("$", r"\$"), fontsize=10)  # `$...$` would be mathtext
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

@@ -7,11 +7,16 @@ URL, model, API key, GPU, backend and the logs command come from the outputs) or
 Defaults can be set in the invoke configuration under `endpoint:` (e.g. `invoke.yaml`):
     endpoint:
       api_key_env: GPTOSS_API_KEY
-      smoke: {turns: 2, concurrency: 4, max_tokens: 512, timeout: 120}
+      smoke: {turns: 2, concurrency: 4, max_tokens: 512, timeout: 120, deadline: 600}
       wait_ready: {timeout: 900, interval: 2}
       bench: {concurrency: "1,8,32,64", input_len: 256, output_len: 256, out: build/bench,
-              slo_ttft_ms: 2000, slo_tpot_ms: 100, price_per_hour: null}
+              slo_ttft_ms: 2000, slo_tpot_ms: 100, price_per_hour: null, deadline: null}
 Command-line options win over the configuration.
+
+Every task ends by its deadlines whatever the server does (a server that drips a byte a second
+or streams for ever included): each request by its own timeout, start to last byte, and the
+task by its overall one. Text from the server or the stack is printed literally
+(:mod:`infra.endpoint.safetext`), never as rich markup.
 """
 
 from __future__ import annotations
@@ -67,13 +72,17 @@ def _console(stderr: bool = False):
             "turns": "tool_loop: most tool-call rounds before a final answer is required (default 2)",
             "concurrency": "concurrency check: parallel chats (default 4)",
             "max_tokens": "max_tokens per request (gpt-oss reasons first; default 512)",
-            "timeout": "seconds per request (default 120)",
+            "timeout": "seconds per request, start to last byte (default 120)",
+            "deadline": "seconds for the whole smoke test; checks not started by then fail (default 600)",
             "only": "comma-separated check names to run (default: all)"})
 def smoke_test(c, stack=None, url=None, api_key_env=None, model=None, json=None, turns=None, concurrency=None,
-               max_tokens=None, timeout=None, only=None):
+               max_tokens=None, timeout=None, deadline=None, only=None):
     """Run the named endpoint checks; a table for people, --json for machines; non-zero on any failure."""
+    from rich.text import Text
+
     from infra.endpoint.checks import SmokeConfig, run_checks
     from infra.endpoint.report import smoke_table
+    from infra.endpoint.safetext import plain
 
     target = _target(c, stack, url, api_key_env, model)
     cfg = SmokeConfig(
@@ -81,15 +90,17 @@ def smoke_test(c, stack=None, url=None, api_key_env=None, model=None, json=None,
         concurrency=int(concurrency or _conf(c, "smoke", "concurrency", 4)),
         max_tokens=int(max_tokens or _conf(c, "smoke", "max_tokens", 512)),
         timeout=float(timeout or _conf(c, "smoke", "timeout", 120.0)),
+        deadline=float(deadline or _conf(c, "smoke", "deadline", 600.0)),
         only=tuple(x.strip() for x in (only or "").split(",") if x.strip()),
     )
     out, err = _console(), _console(stderr=True)
     try:
-        with err.status(f"smoke test against {target.base_url} ...") as status:
+        where = plain(target.base_url)
+        with err.status(Text.assemble("smoke test against ", where, " ...")) as status:
             def progress(res):
                 mark = {"pass": "[green]pass[/]", "fail": "[red]FAIL[/]"}.get(res.status, "[yellow]skip[/]")
                 err.print(f"  {res.name:<17} {mark}  {res.seconds:.2f}s", highlight=False)
-                status.update(f"smoke test against {target.base_url}: {res.name} done")
+                status.update(Text.assemble("smoke test against ", where, f": {res.name} done"))
 
             report = run_checks(target, cfg, on_result=progress)
     except ValueError as exc:  # an unknown --only name
@@ -110,7 +121,10 @@ def smoke_test(c, stack=None, url=None, api_key_env=None, model=None, json=None,
             "log_lines": "log lines to show on timeout (default 40)"})
 def wait_ready(c, stack=None, url=None, api_key_env=None, model=None, timeout=None, interval=None, log_lines=None):
     """Poll /health then /v1/models until the model is served; on timeout show recent logs and fail."""
+    from rich.text import Text
+
     from infra.endpoint.ready import recent_logs, wait_ready as _wait
+    from infra.endpoint.safetext import plain
 
     target = _target(c, stack, url, api_key_env, model)
     timeout = float(timeout if timeout is not None else _conf(c, "wait_ready", "timeout", 900.0))
@@ -119,7 +133,8 @@ def wait_ready(c, stack=None, url=None, api_key_env=None, model=None, timeout=No
     res = _wait(target, timeout=timeout, interval=interval, console=err)
     if res.ready:
         return
-    err.print(f"[bold red]not ready[/] after {res.seconds:.1f}s (phase {res.phase}; last: {res.last})")
+    err.print(Text.assemble(("not ready", "bold red"), f" after {res.seconds:.1f}s (phase {res.phase}; last: ",
+                            plain(res.last), ")"))
     lines = recent_logs(target.logs_command, int(log_lines or 40), secrets=(target.api_key,))
     if lines is None:
         err.print("(this target gives no logs command; check the server's own logs)")
@@ -127,9 +142,9 @@ def wait_ready(c, stack=None, url=None, api_key_env=None, model=None, timeout=No
         shown = " ".join(target.logs_command or [])
         if target.api_key:
             shown = shown.replace(target.api_key, "***")
-        err.rule(f"last {len(lines)} log lines ({shown})")
+        err.rule(Text.assemble(f"last {len(lines)} log lines (", plain(shown), ")"))
         for line in lines:
-            err.print(line, markup=False, highlight=False)
+            err.print(plain(line, 2000), highlight=False)
     raise Exit(f"endpoint not ready within {timeout:.0f}s", code=1)
 
 
@@ -146,14 +161,21 @@ def wait_ready(c, stack=None, url=None, api_key_env=None, model=None, timeout=No
             "slo_tpot_ms": "goodput SLO: TPOT limit in ms (default 100)",
             "slo_e2e_ms": "goodput SLO: end-to-end limit in ms (default none)",
             "ignore_eos": "ask the server to generate exactly output_len tokens (vLLM, llama.cpp)",
-            "request_timeout": "seconds per request (default 600)",
-            "level_timeout": "seconds per concurrency level before no new request starts (default 1800)"})
+            "request_timeout": "seconds per request (and the warm-up), start to last byte (default 600)",
+            "level_timeout": "seconds per concurrency level: then no new request starts and those in flight "
+                             "are cancelled (default 1800)",
+            "deadline": "seconds for the whole run, warm-up included; levels not reached are not started "
+                        "(default: none beyond the per-level limits)"})
 def bench(c, stack=None, url=None, api_key_env=None, model=None, concurrency=None, input_len=None, output_len=None,
           num_prompts=None, out=None, gpu=None, backend=None, price_per_hour=None, slo_ttft_ms=None,
-          slo_tpot_ms=None, slo_e2e_ms=None, ignore_eos=False, request_timeout=None, level_timeout=None):
+          slo_tpot_ms=None, slo_e2e_ms=None, ignore_eos=False, request_timeout=None, level_timeout=None,
+          deadline=None):
     """Streaming load test: TTFT/TPOT/ITL/E2E percentiles, tok/s, goodput; JSON + PNG; catalogue comparison."""
+    from rich.text import Text
+
     from infra.endpoint.bench import BenchConfig, run_bench
     from infra.endpoint.report import bench_table, comparison_table
+    from infra.endpoint.safetext import plain, printable
 
     target = _target(c, stack, url, api_key_env, model, gpu=gpu, backend=backend)
 
@@ -179,6 +201,7 @@ def bench(c, stack=None, url=None, api_key_env=None, model=None, concurrency=Non
         ignore_eos=bool(ignore_eos or _conf(c, "bench", "ignore_eos", False)),
         request_timeout=num("request_timeout", request_timeout, 600.0),
         level_timeout=num("level_timeout", level_timeout, 1800.0),
+        deadline=num("deadline", deadline, None),
         price_per_hour=num("price_per_hour", price_per_hour, None),
     )
     out_dir = Path(out or Path(_conf(c, "bench", "out", "build/bench")) / time.strftime("%Y%m%d-%H%M%S"))
@@ -186,12 +209,12 @@ def bench(c, stack=None, url=None, api_key_env=None, model=None, concurrency=Non
 
     try:
         result = run_bench(target, cfg, out_dir, console=_console(stderr=True))
-    except httpx.HTTPError as exc:  # e.g. listing the models to find the one to use
-        raise Exit(f"bench: {type(exc).__name__}: {exc}", code=1) from None
+    except httpx.HTTPError as exc:  # listing the models to find the one to use: unreachable, bad reply, deadline
+        raise Exit(f"bench: {type(exc).__name__}: {printable(exc)}", code=1) from None
     console = _console()
     console.print(bench_table(result))
     console.print(comparison_table(result))
-    console.print(f"wrote {result['files']['json']} and {result['files']['png']}")
+    console.print(Text.assemble("wrote ", plain(result["files"]["json"]), " and ", plain(result["files"]["png"])))
     if all(lv["completed"] == 0 for lv in result["levels"]):
         raise Exit("bench: no request succeeded", code=1)
 

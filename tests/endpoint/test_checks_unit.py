@@ -52,4 +52,4 @@ def test_a_malformed_reply_fails_one_check_not_the_run():
                         SmokeConfig(only=("models", "chat", "reasoning")), transport=httpx.MockTransport(handler))
     st = {c.name: c.status for c in report.checks}
     assert st == {"models": "pass", "chat": "fail", "reasoning": "skip"}
-    assert "unexpected reply" in report.by_name()["chat"].detail
+    assert report.by_name()["chat"].detail == "choices[0] is not a JSON object"

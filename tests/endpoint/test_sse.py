@@ -84,6 +84,6 @@ def test_malformed_error_and_after_done_events_are_reported():
     for ev in iter_events(["data: {not json\n\n", 'data: {"error": {"message": "boom"}}\n\n',
                            "data: [DONE]\n\n", chunk({"content": "late"})]):
         res.add_event(ev)
-    assert any("malformed" in e for e in res.errors)
+    assert any("`data` is not JSON" in e for e in res.errors)
     assert any("boom" in e for e in res.errors)
     assert res.done and res.events_after_done == 1 and res.content == ""
