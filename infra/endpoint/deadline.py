@@ -205,25 +205,24 @@ def _wrap_pools(client: httpx.Client | httpx.AsyncClient, wrapper: typing.Any) -
             pool._network_backend = wrapper(inner)
 
 
+def _client(cls: typing.Any, backend: typing.Any, timeout: float, max_connections: int, transport: typing.Any,
+            kwargs: dict[str, typing.Any]) -> typing.Any:
+    limits = httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections)
+    client = cls(timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)), transport=transport, limits=limits,
+                 follow_redirects=False, **kwargs)
+    if transport is None:  # a given transport is a test double: used as is
+        _wrap_pools(client, backend)
+    return client
+
+
 def http_client(timeout: float, *, max_connections: int = 64, transport: httpx.BaseTransport | None = None,
                 **kwargs: typing.Any) -> httpx.Client:
     """An httpx.Client whose socket operations honour the active :func:`scope`. ``timeout``
-    is httpx's per-operation timeout (connect at most 10 s). A given ``transport`` (a test
-    double) is used as is."""
-    limits = httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections)
-    client = httpx.Client(timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)), transport=transport,
-                          limits=limits, follow_redirects=False, **kwargs)
-    if transport is None:
-        _wrap_pools(client, _Backend)
-    return client
+    is httpx's per-operation timeout (connect at most 10 s)."""
+    return _client(httpx.Client, _Backend, timeout, max_connections, transport, kwargs)
 
 
 def async_http_client(timeout: float, *, max_connections: int = 64,
                       transport: httpx.AsyncBaseTransport | None = None, **kwargs: typing.Any) -> httpx.AsyncClient:
     """The asyncio twin of :func:`http_client`."""
-    limits = httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections)
-    client = httpx.AsyncClient(timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)), transport=transport,
-                               limits=limits, follow_redirects=False, **kwargs)
-    if transport is None:
-        _wrap_pools(client, _AsyncBackend)
-    return client
+    return _client(httpx.AsyncClient, _AsyncBackend, timeout, max_connections, transport, kwargs)
