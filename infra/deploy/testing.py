@@ -11,6 +11,8 @@ and the config reading are the real code. Pitfalls handled here (pulumi 3.272):
 """
 from __future__ import annotations
 
+import asyncio
+
 import base64
 import binascii
 import hashlib
@@ -256,6 +258,9 @@ def run_program(program: Callable[[], Any], *, project: str, stack: str, config:
     logger.setLevel(logging.DEBUG)
     _config.set_all_config(dict(config), list(secret_keys))
     _settings.ROOT.set(None)
+    # Pulumi's runtime creates futures on the current loop; an earlier asyncio.run() in the same
+    # process (the endpoint tests' bench) leaves none set, so give it one, as a fresh process has.
+    asyncio.set_event_loop(asyncio.new_event_loop())
     _mocks.set_mocks(monitor.mocks, project=project, stack=stack, preview=preview, monitor=monitor, logger=logger)
     # set_mocks made a root stack of its own; the program gets a fresh one, as under the CLI.
     _settings.ROOT.set(None)
