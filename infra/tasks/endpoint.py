@@ -37,6 +37,12 @@ WHERE_HELP = {
 }
 
 
+def _check_names() -> list[str]:
+    from infra.endpoint.checks import CHECK_NAMES
+
+    return CHECK_NAMES
+
+
 def _conf(c: Any, section: str | None, key: str, default: Any) -> Any:
     """`endpoint.<section>.<key>` (or `endpoint.<key>`) from the invoke config, else default."""
     try:
@@ -74,7 +80,7 @@ def _console(stderr: bool = False):
             "max_tokens": "max_tokens per request (gpt-oss reasons first; default 512)",
             "timeout": "seconds per request, start to last byte (default 120)",
             "deadline": "seconds for the whole smoke test; checks not started by then fail (default 600)",
-            "only": "comma-separated check names to run (default: all)"})
+            "only": "comma-separated check names to run (default: all): " + ", ".join(_check_names())})
 def smoke_test(c, stack=None, url=None, api_key_env=None, model=None, json=None, turns=None, concurrency=None,
                max_tokens=None, timeout=None, deadline=None, only=None):
     """Run the named endpoint checks; a table for people, --json for machines; non-zero on any failure."""
@@ -165,7 +171,9 @@ def wait_ready(c, stack=None, url=None, api_key_env=None, model=None, timeout=No
             "level_timeout": "seconds per concurrency level: then no new request starts and those in flight "
                              "are cancelled (default 1800)",
             "deadline": "seconds for the whole run, warm-up included; levels not reached are not started "
-                        "(default: none beyond the per-level limits)"})
+                        "(default: none beyond the per-level limits)"},
+      # Many options: invoke's automatic one-letter flags run out and it prints a bogus `--=` flag.
+      auto_shortflags=False)
 def bench(c, stack=None, url=None, api_key_env=None, model=None, concurrency=None, input_len=None, output_len=None,
           num_prompts=None, out=None, gpu=None, backend=None, price_per_hour=None, slo_ttft_ms=None,
           slo_tpot_ms=None, slo_e2e_ms=None, ignore_eos=False, request_timeout=None, level_timeout=None,

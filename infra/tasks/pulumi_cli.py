@@ -71,8 +71,10 @@ def stack_names(stacks_dir: Path = STACKS_DIR) -> list[str]:
     return sorted(p.name[len("Pulumi."):-len(".yaml")] for p in stacks_dir.glob("Pulumi.*.yaml"))
 
 
-def check_stack(name: str, stacks_dir: Path = STACKS_DIR) -> None:
+def check_stack(name: str | None, stacks_dir: Path = STACKS_DIR) -> None:
     known = stack_names(stacks_dir)
+    if not name:
+        raise Exit(f"give --stack NAME (one of: {', '.join(known) or '(none)'})", code=2)
     if name not in known:
         raise Exit(
             f"stack {name!r}: no file stacks/Pulumi.{name}.yaml. Known stacks: {', '.join(known) or '(none)'}",
@@ -196,26 +198,26 @@ def _finish(rc: int) -> None:
 
 @task(help={"stack": "stack name (stacks/Pulumi.<stack>.yaml)", "diff": "show a detailed property diff",
             "refresh": "refresh state from the real resources first"})
-def preview(c, stack, diff=False, refresh=False):
+def preview(c, stack=None, diff=False, refresh=False):
     """Show what `up` would change for a stack (no image is built during preview)."""
     _finish(run_pulumi("preview", stack, diff=diff, refresh=refresh))
 
 
 @task(help={"stack": "stack name (stacks/Pulumi.<stack>.yaml)", "yes": "skip the confirmation prompt",
             "diff": "show a detailed property diff", "refresh": "refresh state from the real resources first"})
-def up(c, stack, yes=False, diff=False, refresh=False):
+def up(c, stack=None, yes=False, diff=False, refresh=False):
     """Build and push the image, deploy the stack, print its outputs."""
     _finish(run_pulumi("up", stack, yes=yes, diff=diff, refresh=refresh))
 
 
 @task(help={"stack": "stack name", "yes": "skip the confirmation prompt (required outside a terminal)"})
-def destroy(c, stack, yes=False):
+def destroy(c, stack=None, yes=False):
     """Remove the stack's container, volume and other resources (pushed image tags are kept)."""
     _finish(run_pulumi("destroy", stack, yes=yes))
 
 
 @task(help={"stack": "stack name", "show_secrets": "print secret outputs (api_key, client_env) in clear"})
-def outputs(c, stack, show_secrets=False):
+def outputs(c, stack=None, show_secrets=False):
     """Print the stack outputs as JSON (endpoint_url, health_url, model, ...)."""
     _finish(run_pulumi("outputs", stack, show_secrets=show_secrets))
 

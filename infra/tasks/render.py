@@ -36,14 +36,21 @@ def render(c, stack=None, all=False, out=None):
     table = Table(title="rendered stacks")
     for col in ("stack", "backend", "model", "gpu", "TP", "context", "seqs", "fit", "files"):
         table.add_column(col)
-    failed = 0
+    failed: list[str] = []
     for name in names:
         try:
             path = render_stack(name, out_root)
             plan = build_plan(load_stack(name))
         except (SpecError, FitError) as exc:
-            failed += 1
-            console.print(f"[red]{name}: {exc}[/red]")
+            failed.append(name)
+            console.print(f"{name}: {exc}", style="red", markup=False, highlight=False)
+            continue
+        except Exception as exc:  # noqa: BLE001 - one bad file must not hide the others (render --all)
+            if not all:
+                raise
+            failed.append(name)
+            first = (str(exc).splitlines() or [""])[0][:300]
+            console.print(f"{name}: {type(exc).__name__}: {first}", style="red", markup=False, highlight=False)
             continue
         for w in plan.warnings:
             console.print(f"[yellow]{name}: {w}[/yellow]")
@@ -52,4 +59,6 @@ def render(c, stack=None, all=False, out=None):
                       "ok" if plan.fit else "at start", _rel(path))
     console.print(table)
     if failed:
+        console.print(f"{len(failed)} of {len(names)} stack(s) not rendered: {', '.join(failed)}",
+                      style="red", markup=False, highlight=False)
         sys.exit(1)
