@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 from infra import constants as C
-from infra.catalogue import GPU, base_image, defaults, matching_presets
+from infra.catalogue import GPU, base_image, defaults, generic_warning, matching_presets
 from infra.envmap import SPEC_FIELDS, normalise, parse_env
 from infra.fit import FitError, check_fit
 from infra.spec import SpecError, StackSpec, did_you_mean
@@ -279,6 +279,8 @@ def build_plan(
                             f"give the container {spec.resolved_tp} GPUs or set TENSOR_PARALLEL_SIZE={detected.count}",
                             stack=spec.stack or None)
         gpu = detected.gpu
+        if gpu.generic:  # not in gpus.yaml: its arch preset and NVML memory (infra.catalogue.generic_gpu)
+            warnings.append(generic_warning(gpu, spec.backend))
         if spec.gpu == "auto":
             gpu_count = detected.count if spec.tensor_parallel == "auto" and spec.model.endswith("120b") else spec.gpu_count
             gpu_count = max(gpu_count, spec.resolved_tp)

@@ -14,12 +14,11 @@ from typing import Any, Literal, Mapping
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from infra import constants as C
-from infra.catalogue import get_gpu, get_model, gpus
+from infra.catalogue import get_gpu, get_model, gpu_ids
 
-GpuId = Literal[
-    "a100-80gb", "h100-80gb", "h200-141gb", "b200-180gb", "l40s-48gb", "rtx4090-24gb",
-    "mi300x-192gb", "mi355x-288gb", "auto",
-]
+# A GPU id is a row of infra/catalogue/gpus.yaml (or "auto"): the catalogue is the one list, so a new
+# row is a valid `gpu:` value without touching this file.
+GpuId = str
 
 
 class SpecError(ValueError):
@@ -213,6 +212,13 @@ class StackSpec(BaseModel):
     secrets_set: frozenset[str] = frozenset()
 
     # ---------------------------------------------------------------- derived
+    @field_validator("gpu")
+    @classmethod
+    def _gpu(cls, v: str) -> str:
+        if v != "auto" and v not in gpu_ids():
+            raise ValueError("is not a GPU of infra/catalogue/gpus.yaml")
+        return v
+
     @property
     def model_info(self):
         return get_model(self.model)
@@ -430,12 +436,14 @@ def load_spec(config: Mapping[str, Any], stack: str = "", *, secrets_are_resolve
         loc = ".".join(str(p) for p in first["loc"])
         value = first.get("input")
         fix = "see the allowed values above"
-        if first["type"] == "literal_error":
+        if loc == "gpu":
+            close = difflib.get_close_matches(str(value), gpu_ids(), n=1, cutoff=0.6)
+            fix = (f"did you mean {close[0]!r}? " if close else "") + f"use one of {', '.join(gpu_ids())} or auto " \
+                "(gpu: auto also plans a GPU the catalogue lacks; see the README, Adding a GPU)"
+        elif first["type"] == "literal_error":
             fix = f"use one of {first['ctx']['expected']}"
-            if loc == "gpu":
-                fix += f" ({', '.join(gpus())} or auto)"
         elif first["type"] == "missing":
             fix = f"add `{C.CONFIG_NAMESPACE}:{loc}` to the stack file"
-        raise SpecError(loc, value, first["msg"].lower(), fix, stack=stack or None) from None
+        raise SpecError(loc, value, first["msg"].removeprefix("Value error, ").lower(), fix, stack=stack or None) from None
     spec._cross_check()
     return spec

@@ -29,6 +29,7 @@ class GPU:
     compute_capability: tuple[int, int] | None = None
     gfx: str | None = None
     supported_models: tuple[str, ...] | None = None  # None: every model the fit check allows
+    generic: bool = False  # synthesized by generic_gpu() for a GPU gpus.yaml does not list
 
     def supports(self, model_id: str) -> bool:
         return self.supported_models is None or model_id in self.supported_models
@@ -151,9 +152,60 @@ def matching_presets(facts: Mapping[str, Any]) -> list[Preset]:
 
 def get_gpu(gpu_id: str) -> GPU:
     try:
-        return gpus()[gpu_id]
+        return gpus()[gpu_id] if gpu_id in gpus() else _GENERIC[gpu_id]
     except KeyError:
         raise KeyError(f"unknown GPU {gpu_id!r}; known: {', '.join(gpus())}") from None
+
+
+def gpu_ids() -> tuple[str, ...]:
+    """Every GPU id a stack may name: the catalogue's rows (and generic GPUs made in this process)."""
+    return (*gpus(), *_GENERIC)
+
+
+# ----------------------------------------------------------------------------- GPUs not in gpus.yaml
+# Architecture by CUDA compute capability (major, minor). gpt-oss needs bf16 and the MXFP4 kernels
+# (Ampere or newer). sm_120 (GeForce RTX 50xx, RTX PRO Blackwell) is not the B200's sm_100: none of the
+# B200 preset's FlashInfer MXFP4 kernels apply, so it gets an arch of its own (and no arch preset).
+_ARCH_BY_CC = {(8, 0): "ampere", (8, 6): "ampere", (8, 7): "ampere", (8, 9): "ada", (9, 0): "hopper",
+               (10, 0): "blackwell", (10, 3): "blackwell", (12, 0): "blackwell-rtx", (12, 1): "blackwell-rtx"}
+_GENERIC: dict[str, GPU] = {}
+
+
+class UnsupportedGPU(ValueError):
+    """A GPU gpt-oss cannot be planned on (too old, or an architecture nothing here knows)."""
+
+
+def generic_gpu(device_name: str, compute_capability: tuple[int, int], vram_bytes: int) -> GPU:
+    """A catalogue entry for an NVIDIA GPU that gpus.yaml does not list (A10G, L4, RTX 3090/5090, A6000,
+    H100 NVL, GH200, ...), from what NVML reports: its architecture comes from the compute capability,
+    so the plan applies that architecture's preset rows (the generic preset) and the fit check uses
+    the real memory. Registered for this process, so get_gpu() and the spec accept its id."""
+    cc = tuple(int(x) for x in compute_capability)
+    arch = _ARCH_BY_CC.get(cc)  # type: ignore[arg-type]
+    if arch is None:
+        if cc < (8, 0):
+            raise UnsupportedGPU(f"{device_name} (compute capability {cc[0]}.{cc[1]}) is older than Ampere: "
+                                 "gpt-oss needs compute capability 8.0 or newer (bf16 and the MXFP4 kernels)")
+        raise UnsupportedGPU(f"{device_name} (compute capability {cc[0]}.{cc[1]}) has an architecture this "
+                             "catalogue does not know: add it to infra/catalogue/gpus.yaml with its source")
+    gib = max(1, round(vram_bytes / 2**30))
+    gid = f"generic-sm{cc[0]}{cc[1]}-{gib}gb"
+    gpu = GPU(id=gid, name=device_name.strip(), vendor="nvidia", arch=arch, vram_bytes=int(vram_bytes),
+              nvml_patterns=(device_name.strip(),), k8s_product="", runpod_id=None, max_per_node=8,
+              source=f"not in gpus.yaml: synthesized from NVML ({device_name.strip()}, compute capability "
+                     f"{cc[0]}.{cc[1]}, {vram_bytes / 2**30:.1f} GiB)",
+              compute_capability=cc, generic=True)  # type: ignore[arg-type]
+    _GENERIC[gid] = gpu
+    return gpu
+
+
+def generic_warning(gpu: GPU, backend: str) -> str:
+    """What the plan says about a generic GPU (one sentence, with the way to a tuned preset)."""
+    presets_for_arch = [p.id for p in presets() if p.match.get("arch") == gpu.arch and p.match.get("backend") == backend]
+    preset = f"the {gpu.arch} preset ({', '.join(presets_for_arch)})" if presets_for_arch else "the engine defaults only"
+    return (f"GPU {gpu.name!r} is not in the catalogue: planned as {gpu.id} ({gpu.arch}, {gpu.vram_gib:.1f} GiB "
+            f"from NVML) with {preset}; add a row to infra/catalogue/gpus.yaml (see the README, Adding a GPU) "
+            "for a checked entry")
 
 
 def get_model(model_id: str) -> Model:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from infra.catalogue import GPU, gpus, match_gpu_name
+from infra.catalogue import GPU, UnsupportedGPU, generic_gpu, gpus, match_gpu_name
 from infra.launcher.errors import LaunchError
 from infra.launcher.nvml import Snapshot
 
@@ -112,10 +112,14 @@ def detect(snapshot: Snapshot, cuda_visible_devices: str | None = None) -> Detec
             "expose one model only, e.g. CUDA_VISIBLE_DEVICES=<indices of one kind>")
     gpu = match_gpu_name(kinds[0])
     if gpu is None:
-        known = sorted(p for g in gpus().values() for p in g.nvml_patterns)
-        raise LaunchError(
-            f"detected GPU {kinds[0]!r} is not in the catalogue (infra/catalogue/gpus.yaml); supported: "
-            f"{', '.join(known)}. Add it to the catalogue with its source, or run on a supported GPU")
+        # Not in gpus.yaml: plan it from what NVML says (compute capability -> arch preset, real memory);
+        # the plan warns that it is generic. With MIG the memory is the slice's (what the engine gets).
+        try:
+            if slots[0].compute_capability is None:
+                raise UnsupportedGPU(f"{kinds[0]} reports no compute capability through NVML")
+            gpu = generic_gpu(kinds[0], slots[0].compute_capability, min(s.memory_total for s in slots))
+        except UnsupportedGPU as exc:
+            raise LaunchError(f"{exc}. Catalogued GPUs: {', '.join(sorted(gpus()))}") from None
     # Engines shard weights evenly; a busy card limits every shard, so the smallest free memory counts.
     free = [s.memory_free for s in slots]
     if max(free) - min(free) > 2 * GiB:

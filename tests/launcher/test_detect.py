@@ -73,10 +73,13 @@ def test_mixed_gpu_models_are_refused():
     assert detect(mixed, "1").gpu.id == "h100-80gb"
 
 
-def test_unknown_gpu_names_the_catalogue():
+def test_unknown_gpu_becomes_a_generic_entry_of_its_architecture():
     data = snap_dict("l40s-1gpu.json")
     data["devices"][0]["name"] = "NVIDIA RTX 6000 Ada Generation"
-    with pytest.raises(LaunchError, match="not in the catalogue.*gpus.yaml.*NVIDIA L40S"):
+    gpu = detect(snapshot_from_dict(data)).gpu
+    assert gpu.generic and gpu.arch == "ada" and gpu.name == "NVIDIA RTX 6000 Ada Generation"
+    data["devices"][0]["compute_capability"] = [7, 5]
+    with pytest.raises(LaunchError, match="older than Ampere.*l40s-48gb"):
         detect(snapshot_from_dict(data))
 
 
