@@ -8,3 +8,4 @@ ns.add_task(render.render)
 __import__("infra.tasks.pulumi_cli", fromlist=["register"]).register(ns)  # invoke preview|up|destroy|outputs --stack NAME
 __import__("infra.tasks.endpoint", fromlist=["register"]).register(ns)  # invoke smoke-test|wait-ready|bench --stack NAME | --url URL
 __import__("infra.tasks.flags", fromlist=["register"]).register(ns)  # invoke check-flags [--stack NAME | --all] [--diff] [--refresh-snapshot]
+__import__("infra.tasks.images", fromlist=["register"]).register(ns)  # invoke lock-images

@@ -11,6 +11,8 @@ STACKS_DIR = REPO_ROOT / "stacks"
 RENDER_DIR = REPO_ROOT / "build" / "render"
 TEMPLATES_DIR = Path(__file__).resolve().parent / "templates"
 CATALOGUE_DIR = Path(__file__).resolve().parent / "catalogue"
+# Base image digests (`invoke lock-images` writes it; builds and deploys read it via infra.catalogue).
+IMAGE_LOCK_FILE = CATALOGUE_DIR / "images.lock.yaml"
 
 BACKENDS = ("vllm", "sglang")
 TARGETS = ("docker", "kubernetes", "runpod")

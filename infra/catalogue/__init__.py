@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from functools import lru_cache
+from pathlib import Path
 from typing import Any, Mapping
 
 import yaml
@@ -255,7 +256,23 @@ def _images_doc() -> dict[str, Any]:
     return _load("images.yaml")
 
 
+@lru_cache(maxsize=None)
+def _lock_doc(path: str) -> dict[str, Any]:
+    p = Path(path)
+    return (yaml.safe_load(p.read_text(encoding="utf-8")) or {}) if p.is_file() else {}
+
+
+def locked_digest(image: str, tag: str) -> str | None:
+    """The digest `invoke lock-images` recorded for image:tag (images.lock.yaml), or None."""
+    from infra import constants
+
+    entry = _lock_doc(str(constants.IMAGE_LOCK_FILE)).get(f"{image}:{tag}") or {}
+    return entry.get("digest") if isinstance(entry, dict) else None
+
+
 def base_image(backend: str, gpu: GPU | None) -> dict[str, Any]:
-    """{'image', 'tag', 'digest', 'source', 'platform'} of the base image for backend on gpu."""
+    """{'image', 'tag', 'digest', 'cuda', 'min_driver', 'source', 'platform'} of the base image for backend
+    on gpu. The tag and driver facts come from images.yaml, the digest from the lock file."""
     platform = platform_for(gpu)
-    return {**_images_doc()[backend][platform], "platform": platform}
+    row = _images_doc()[backend][platform]
+    return {**row, "digest": locked_digest(row["image"], row["tag"]), "platform": platform}

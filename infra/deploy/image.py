@@ -103,6 +103,13 @@ def validate_image(spec, plan) -> None:
     """Refusals about the image, before any resource exists."""
     spec.check_deploy_secrets()
     img = plan.image
+    if not img.get("base_digest") and not spec.image.allow_unpinned_base:
+        # Refused here, not by the image build: that would first pull a 20 GB base.
+        raise SpecError("image.base_digest", None,
+                        f"base image {img['base_image']} has no digest in infra/catalogue/images.lock.yaml, and an "
+                        "unpinned base is not allowed",
+                        "run `invoke lock-images` and commit infra/catalogue/images.lock.yaml (or set image.base_digest: "
+                        "sha256:..., or image.allow_unpinned_base: true for a workstation)", stack=spec.stack or None)
     if img["push"] and img.get("registry"):
         host = urlsplit("//" + img["registry"]).hostname or ""
         if host not in LOCAL_REGISTRY_HOSTS and not spec.image.registry_username:
@@ -115,10 +122,9 @@ def validate_image(spec, plan) -> None:
 
 def image_warnings(spec, plan) -> list[str]:
     img = plan.image
-    if not img.get("base_digest") and not spec.image.allow_unpinned_base:
-        return [f"base image {img['base_image']} is not pinned by digest and image.allow_unpinned_base is off: "
-                f"the image build will refuse it. Set image.base_digest (docker buildx imagetools inspect "
-                f"{img['base_image']}) or image.allow_unpinned_base: true"]
+    if not img.get("base_digest"):
+        return [f"base image {img['base_image']} is not pinned by digest (image.allow_unpinned_base): the build uses "
+                "whatever the tag points at today; `invoke lock-images` pins it"]
     return []
 
 

@@ -396,3 +396,21 @@ __all__ = [
     "pulumi_config_from_stackfile", "find_plaintext_secrets", "base64_forms", "plaintext_strings",
     "unwrap_secrets", "is_secret_wrapper", "is_secret_output",
 ]
+
+
+def write_stand_in_image_lock(path) -> "Path":
+    """An images.lock.yaml where every catalogue base has a digest, as `invoke lock-images` writes it
+    where the registries answer (Docker Hub cannot be reached from the test machines). The digests are
+    sha256 of "stand-in <image:tag>": well-formed, clearly not real, never pulled by the mocked engine."""
+    from pathlib import Path
+
+    import yaml as _yaml
+
+    from infra import constants as C
+    from infra.imagelock import catalogue_refs, write_lock
+
+    refs = catalogue_refs(_yaml.safe_load((C.CATALOGUE_DIR / "images.yaml").read_text(encoding="utf-8")))
+    path = Path(path)
+    write_lock(path, {ref: {"digest": _fake_digest("stand-in", ref), "media_type": "application/vnd.oci.image.index.v1+json"}
+                      for ref in refs})
+    return path

@@ -1,6 +1,17 @@
 import pytest
 
 from deploy_harness import DOCKER_STACKS, STACKS, implemented, target_of
+from infra import constants as C
+from infra.deploy.testing import write_stand_in_image_lock
+
+
+@pytest.fixture(autouse=True, scope="session")
+def locked_base_images(tmp_path_factory):
+    """Deploys need pinned bases (`invoke lock-images`); a stand-in lock provides them (a test that wants
+    another lock patches C.IMAGE_LOCK_FILE itself)."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(C, "IMAGE_LOCK_FILE", write_stand_in_image_lock(tmp_path_factory.mktemp("lock") / "images.lock.yaml"))
+        yield
 
 
 @pytest.fixture(params=STACKS)

@@ -127,3 +127,21 @@ def test_stacks_as_shipped_deploy_or_ask_for_exactly_their_missing_secret(stack)
         from deploy_harness import run_stack
 
         assert run_stack(stack, secrets={}).resources
+
+
+@pytest.mark.parametrize("stack", ["h100-vllm", "h200-sglang"])
+def test_unlocked_base_image_is_refused_before_any_resource_naming_lock_images(stack, tmp_path, monkeypatch):
+    """The committed lock has no digests where Docker Hub is unreachable: every non-local stack is refused
+    before anything is created (no 20 GB pull first); `local` (allow_unpinned_base) still deploys."""
+    import yaml
+
+    lock = tmp_path / "images.lock.yaml"
+    committed = C.CATALOGUE_DIR / "images.lock.yaml"
+    entries = {k: {"digest": None} for k in yaml.safe_load(committed.read_text())}  # as committed here
+    lock.write_text(yaml.safe_dump(entries))
+    monkeypatch.setattr(C, "IMAGE_LOCK_FILE", lock)
+    config, secret_keys = pulumi_config(stack)
+    error, monitor = _run_failing(stack, config, secret_keys)
+    assert isinstance(error, SpecError) and error.field == "image.base_digest", repr(error)
+    assert "invoke lock-images" in str(error) and "images.lock.yaml" in str(error)
+    assert _registered(monitor) == []

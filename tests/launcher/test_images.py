@@ -340,8 +340,9 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_base_pinned_by_digest_through_a_local_registry(docker, standin_base, encodings_dir, tmp_path_factory):
-    """The pinned path for real: push the stand-in to a loopback registry, build FROM name@sha256:..."""
+@pytest.fixture(scope="session")
+def local_registry(tmp_path_factory):
+    """Debian's docker-registry (the reference OCI distribution server) on a loopback port; stopped by PID."""
     require_tool("docker-registry", "apt-get install docker-registry")
     port = _free_port()
     reg_dir = tmp_path_factory.mktemp("registry")
@@ -360,20 +361,67 @@ def test_base_pinned_by_digest_through_a_local_registry(docker, standin_base, en
                 if time.monotonic() > deadline:
                     pytest.fail("docker-registry did not start")
                 time.sleep(0.2)
-        name = f"127.0.0.1:{port}/gptoss-standin-base:pinned"
-        docker("tag", standin_base, name)
-        docker("push", name)
-        digest = json.loads(docker("image", "inspect", name).stdout)[0]["RepoDigests"][0].split("@", 1)[1]
-        assert re.fullmatch(r"sha256:[0-9a-f]{64}", digest)
-        r = _build(docker, tmp_path_factory, encodings_dir, "vllm", "gptoss-vllm:test-pinned", BASE_IMAGE=name,
-                   BASE_DIGEST=digest)
-        assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
-        assert f"@{digest} (pinned)" in r.stdout
-        labels = json.loads(docker("image", "inspect", "gptoss-vllm:test-pinned").stdout)[0]["Config"]["Labels"]
-        assert labels["org.opencontainers.image.base.digest"] == digest
+        yield f"127.0.0.1:{port}"
     finally:
         reg.terminate()
         reg.wait(timeout=10)
+
+
+def _lock_one(tmp_path, ref: str) -> tuple[dict, dict]:
+    from infra.imagelock import lock_images
+
+    image, tag = ref.rsplit(":", 1)
+    images = tmp_path / "images.yaml"
+    images.write_text(json.dumps({"vllm": {"cuda": {"image": image, "tag": tag, "source": "test"}}}))
+    entries, errors = lock_images(images, tmp_path / "images.lock.yaml", deadline_s=30)
+    return entries[ref], errors
+
+
+def test_base_pinned_by_digest_through_a_local_registry(docker, standin_base, encodings_dir, tmp_path_factory,
+                                                        local_registry, tmp_path):
+    """The pinned path for real: push the stand-in to a loopback registry, `invoke lock-images`' resolver
+    reads its digest over the registry API (the digest Docker recorded on push), build FROM name@sha256:..."""
+    name = f"{local_registry}/gptoss-standin-base:pinned"
+    docker("tag", standin_base, name)
+    docker("push", name)
+    pushed = json.loads(docker("image", "inspect", name).stdout)[0]["RepoDigests"][0].split("@", 1)[1]
+    entry, errors = _lock_one(tmp_path, name)
+    assert errors == {} and entry["digest"] == pushed and re.fullmatch(r"sha256:[0-9a-f]{64}", pushed)
+    assert entry["media_type"] == "application/vnd.docker.distribution.manifest.v2+json"
+    r = _build(docker, tmp_path_factory, encodings_dir, "vllm", "gptoss-vllm:test-pinned", BASE_IMAGE=name,
+               BASE_DIGEST=entry["digest"])
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    assert f"@{pushed} (pinned)" in r.stdout
+    labels = json.loads(docker("image", "inspect", "gptoss-vllm:test-pinned").stdout)[0]["Config"]["Labels"]
+    assert labels["org.opencontainers.image.base.digest"] == pushed
+
+
+def test_lock_resolves_a_multi_platform_index_to_the_index_digest(docker, standin_base, local_registry, tmp_path):
+    """Release images are multi-platform: the lock must pin the OCI index (what `FROM name@digest` needs to keep
+    picking the host's platform), not one platform's manifest. The test pushes an index to the real registry."""
+    import hashlib
+
+    import httpx
+
+    name = f"{local_registry}/gptoss-standin-multi"
+    docker("tag", standin_base, f"{name}:single")
+    docker("push", f"{name}:single")
+    single_type = "application/vnd.docker.distribution.manifest.v2+json"
+    got = httpx.get(f"http://{local_registry}/v2/gptoss-standin-multi/manifests/single",
+                    headers={"Accept": single_type}, timeout=10)
+    assert got.status_code == 200
+    index = json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json", "manifests": [
+        {"mediaType": single_type, "size": len(got.content), "digest": "sha256:" + hashlib.sha256(got.content).hexdigest(),
+         "platform": {"architecture": "amd64", "os": "linux"}}]}).encode()
+    put = httpx.put(f"http://{local_registry}/v2/gptoss-standin-multi/manifests/multi", content=index,
+                    headers={"Content-Type": "application/vnd.oci.image.index.v1+json"}, timeout=10)
+    assert put.status_code == 201, put.text
+    entry, errors = _lock_one(tmp_path, f"{name}:multi")
+    assert errors == {}
+    assert entry["digest"] == "sha256:" + hashlib.sha256(index).hexdigest() == put.headers["Docker-Content-Digest"]
+    assert entry["media_type"] == "application/vnd.oci.image.index.v1+json"
+    missing, errors = _lock_one(tmp_path, f"{name}:nope")
+    assert missing == {"digest": None} and "no such tag" in errors[f"{name}:nope"]
 
 
 def test_real_start_in_the_image_execs_as_pid_1_without_root(docker, images, tmp_path):

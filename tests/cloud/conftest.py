@@ -1,0 +1,12 @@
+import pytest
+
+from infra import constants as C
+from infra.deploy.testing import write_stand_in_image_lock
+
+
+@pytest.fixture(autouse=True, scope="session")
+def locked_base_images(tmp_path_factory):
+    """Deploys need pinned bases (`invoke lock-images`); here a stand-in lock provides them."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(C, "IMAGE_LOCK_FILE", write_stand_in_image_lock(tmp_path_factory.mktemp("lock") / "images.lock.yaml"))
+        yield
