@@ -222,7 +222,96 @@ def outputs(c, stack=None, show_secrets=False):
     _finish(run_pulumi("outputs", stack, show_secrets=show_secrets))
 
 
-TASKS = (preview, up, destroy, outputs)
+# Provider settings a stack may carry besides the project's own keys (secret ones marked True).
+PROVIDER_KEYS = {"runpod:token": True, "kubernetes:context": False, "kubernetes:kubeconfig": True, "docker:host": False}
+
+
+def config_key(key: str, secret: bool) -> tuple[str, bool]:
+    """(fully qualified key, whether it is a --path key). Refuses unknown keys and secrets without --secret."""
+    from infra.constants import CONFIG_NAMESPACE, SECRET_KEYS
+    from infra.spec import _FIELDS, did_you_mean
+
+    if ":" in key:
+        if key.startswith(CONFIG_NAMESPACE + ":"):
+            key = key.split(":", 1)[1]
+        elif key in PROVIDER_KEYS:
+            if PROVIDER_KEYS[key] and not secret:
+                raise Exit(f"{key} is a secret: add --secret", code=2)
+            return key, False
+        else:
+            raise Exit(f"config key {key!r}: not a key of this project; use a bare key (e.g. hf_token) for "
+                       f"{CONFIG_NAMESPACE}:..., or one of {', '.join(PROVIDER_KEYS)}", code=2)
+    top = key.split(".", 1)[0]
+    known = [*_FIELDS, *SECRET_KEYS]
+    if top not in known:
+        raise Exit(f"config key {key!r}: unknown; {did_you_mean(top, known)}", code=2)
+    if top in SECRET_KEYS and not secret:
+        raise Exit(f"{key} is a secret: add --secret (it is stored encrypted in stacks/Pulumi.<stack>.yaml)", code=2)
+    if secret and top not in SECRET_KEYS:
+        raise Exit(f"{key} is not a secret setting; secrets are {', '.join(SECRET_KEYS)} (drop --secret)", code=2)
+    return f"{CONFIG_NAMESPACE}:{key}", "." in key
+
+
+def read_value(key: str, secret: bool, stdin=None) -> str:
+    """The value from a prompt (hidden for secrets) in a terminal, else all of stdin; never from argv."""
+    import getpass
+
+    stdin = sys.stdin if stdin is None else stdin
+    if stdin.isatty():
+        value = getpass.getpass(f"{key} (hidden): ") if secret else input(f"{key}: ")
+    else:
+        value = stdin.read(1 << 20)
+        if value.endswith("\n"):
+            value = value[:-1]
+            value = value[:-1] if value.endswith("\r") else value
+    if not value:
+        raise Exit(f"{key}: empty value, nothing was set", code=2)
+    if "\n" in value and secret:
+        raise Exit(f"{key}: the value has a line break (a stray newline from a file?); nothing was set", code=2)
+    return value
+
+
+def set_config(stack: str | None, key: str, *, secret: bool = False, repo: Path = REPO_ROOT,
+               stacks_dir: Path = STACKS_DIR, env: Mapping[str, str] | None = None, stdin=None,
+               interactive: bool | None = None) -> int:
+    """Create the stack in the project's backend if needed, then `pulumi config set` with the value on stdin."""
+    check_stack(stack, stacks_dir)
+    full, path = config_key(key, secret)
+    base = dict(os.environ if env is None else env)
+    binary = find_pulumi(base)
+    if binary is None:
+        raise Exit(INSTALL_HELP.format(plugins=", ".join(PLUGINS), repo=repo), code=127)
+    value = read_value(full, secret, stdin)
+    interactive = sys.stdin.isatty() if interactive is None else interactive
+    run_env = pulumi_env(base, repo, interactive)
+    rc = _run(binary, ["stack", "select", "--create", "--stack", stack], run_env, repo)
+    if rc != 0:
+        return rc
+    argv = ["config", "set", *(["--secret"] if secret else ["--plaintext"]), *(["--path"] if path else []),
+            full, "--stack", stack]
+    print("+ pulumi " + " ".join(argv) + "  (value on stdin)", file=sys.stderr)
+    return subprocess.run([binary, *argv], cwd=repo, env=run_env, input=value, text=True, check=False).returncode
+
+
+CONFIG_HELP = {"stack": "stack name (stacks/Pulumi.<stack>.yaml)", "key": "config key: a stack key (hf_token, "
+               "image.registry, ...) or a provider key (runpod:token)", "secret": "store it encrypted (required for secrets)"}
+
+
+@task(help=dict(CONFIG_HELP), positional=["key"])
+def config(c, key=None, stack=None, secret=False):
+    """Set one config value of a stack with the project's state backend and passphrase; the value is read
+    from a prompt or stdin, never the command line."""
+    if key in ("-h", "--help"):  # invoke hands a flag to a pending positional argument
+        print("Usage: invoke config --stack NAME KEY [--secret]   (the value: prompt or stdin)\n\n"
+              + " ".join((config.__doc__ or "").split()) + "\n\nOptions:\n"
+              + "\n".join(f"  {('--' + k if k != 'key' else 'KEY'):<10} {v}" for k, v in CONFIG_HELP.items()))
+        return
+    if not key:
+        raise Exit("give the config KEY: invoke config --stack NAME KEY [--secret]", code=2)
+    _finish(set_config(stack, key, secret=secret))
+
+
+TASKS = (preview, up, destroy, outputs, config)
 
 
 def register(ns: Collection) -> Collection:

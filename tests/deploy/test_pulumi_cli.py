@@ -15,6 +15,7 @@ import pytest
 from invoke import Collection, Context
 from invoke.exceptions import Exit
 
+from infra import constants as C
 from infra.tasks import pulumi_cli
 
 FAKE = f"""#!{sys.executable}
@@ -22,7 +23,8 @@ import json, os, sys
 with open(os.environ["FAKE_PULUMI_LOG"], "a") as log:
     log.write(json.dumps({{"argv": sys.argv[1:], "cwd": os.getcwd(),
         "backend": os.environ.get("PULUMI_BACKEND_URL"),
-        "passphrase_set": "PULUMI_CONFIG_PASSPHRASE" in os.environ}}) + "\\n")
+        "passphrase_set": "PULUMI_CONFIG_PASSPHRASE" in os.environ,
+        "stdin": sys.stdin.read() if sys.argv[1:3] == ["config", "set"] else None}}) + "\\n")
 sys.exit(int(os.environ.get("FAKE_PULUMI_RC", "0")))
 """
 
@@ -177,3 +179,63 @@ def test_tasks_register_at_top_level_and_fail_with_pulumis_code(world, monkeypat
         pulumi_cli.up(Context(), stack="local")
     assert info.value.code == 4
     assert Path(world.calls()[0]["cwd"]) == pulumi_cli.REPO_ROOT
+
+
+class Stdin:
+    def __init__(self, text: str, tty: bool = False):
+        self.text, self.tty = text, tty
+
+    def isatty(self):
+        return self.tty
+
+    def read(self, n=-1):
+        return self.text
+
+
+def test_config_secret_uses_the_project_backend_creates_the_stack_and_passes_the_value_on_stdin(world):
+    secret = "hf_canary_config_0001"
+    rc = pulumi_cli.set_config("local", "hf_token", secret=True, repo=world.repo, stacks_dir=world.repo / "stacks",
+                               env=world.env, stdin=Stdin(secret + "\n"), interactive=False)
+    assert rc == 0
+    select, setc = world.calls()
+    state = (world.repo / ".pulumi-state").resolve().as_uri()
+    assert select["argv"] == ["stack", "select", "--create", "--stack", "local"] and select["backend"] == state
+    assert setc["argv"] == ["config", "set", "--secret", f"{C.CONFIG_NAMESPACE}:hf_token", "--stack", "local"]
+    assert setc["backend"] == state and setc["passphrase_set"] and setc["cwd"] == str(world.repo)
+    assert setc["stdin"] == secret  # the value, without the newline of `echo`, on stdin ...
+    assert not any(secret in " ".join(c["argv"]) for c in world.calls())  # ... never in argv
+
+
+def test_config_plain_and_nested_keys(world):
+    run = lambda key, value, **kw: pulumi_cli.set_config("local", key, repo=world.repo, stacks_dir=world.repo / "stacks",
+                                                          env=world.env, stdin=Stdin(value), interactive=False, **kw)
+    assert run("image.registry", "ghcr.io/acme") == 0
+    assert world.calls()[-1]["argv"] == ["config", "set", "--plaintext", "--path", f"{C.CONFIG_NAMESPACE}:image.registry",
+                                         "--stack", "local"]
+    assert run("runpod:token", "rp_x", secret=True) == 0
+    assert world.calls()[-1]["argv"][:4] == ["config", "set", "--secret", "runpod:token"]
+
+
+@pytest.mark.parametrize("key, secret, words", [
+    ("hf_token", False, "add --secret"),
+    ("max_model_len", True, "not a secret setting"),
+    ("max_model_lenn", False, "did you mean 'max_model_len'"),
+    ("gptoss:max_model_len", False, "not a key of this project"),
+    ("runpod:token", False, "add --secret"),
+])
+def test_config_refuses_bad_keys_before_calling_pulumi(world, key, secret, words):
+    with pytest.raises(Exit) as info:
+        pulumi_cli.set_config("local", key, secret=secret, repo=world.repo, stacks_dir=world.repo / "stacks",
+                              env=world.env, stdin=Stdin("v"), interactive=False)
+    assert info.value.code == 2 and words in str(info.value.message)
+    assert world.calls() == []
+
+
+def test_config_refuses_an_empty_value_and_an_unknown_stack(world):
+    with pytest.raises(Exit, match="empty value"):
+        pulumi_cli.set_config("local", "hf_token", secret=True, repo=world.repo, stacks_dir=world.repo / "stacks",
+                              env=world.env, stdin=Stdin(""), interactive=False)
+    with pytest.raises(Exit, match="no file stacks/Pulumi.nope.yaml"):
+        pulumi_cli.set_config("nope", "hf_token", secret=True, repo=world.repo, stacks_dir=world.repo / "stacks",
+                              env=world.env, stdin=Stdin("x"), interactive=False)
+    assert world.calls() == []
