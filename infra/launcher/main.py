@@ -219,6 +219,9 @@ def prepare(env: Mapping[str, str], backend: str, snapshot=None, *, dry_run: boo
                 raise LaunchError(str(exc)) from None
         detection = detect(snapshot, env.get("CUDA_VISIBLE_DEVICES"))
         warnings += list(detection.notes)
+        from infra.launcher.driver import check_driver
+
+        warnings += [w for w in [check_driver(detection.driver, backend, detection.gpu, env)] if w]
     try:
         plan = build_plan(spec, env_overrides=env, detected=None if detection is None else
                           Detected(detection.gpu, detection.count, detection.free_bytes_per_gpu))

@@ -314,6 +314,7 @@ def test_runpod_pod_matches_the_seeds_setup(runs, name):
     args = T.unwrap_secrets(pod.inputs)
     assert args["gpuTypeId"] == get_gpu(spec.gpu).runpod_id
     assert args["gpuCount"] == plan.gpu_count
+    assert args["cudaVersion"] == "13.0"  # both release images are CUDA 13.0 (images.yaml): hosts with driver >= 580
     assert args["ports"] == "8000/tcp,22/tcp"
     assert args["volumeInGb"] == 100 and args["volumeMountPath"] == C.CACHE_ROOT
     assert args["imageName"] == T.unwrap_secrets(run.stack_outputs["image_ref"])

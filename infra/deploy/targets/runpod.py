@@ -31,6 +31,7 @@ from typing import Any
 import pulumi
 
 from infra import constants as C
+from infra.catalogue import base_image
 from infra.deploy.targets.base import TargetContext, TargetResult
 from infra.spec import SpecError
 
@@ -120,6 +121,9 @@ def pod_args(stack: str, spec, plan) -> dict[str, Any]:
         args["volume_in_gb"] = settings.volume_gb
     if settings.data_center_id:
         args["data_center_id"] = settings.data_center_id
+    cuda = base_image(spec.backend, gpu).get("cuda")
+    if cuda:  # only hosts whose driver runs the image's CUDA (images.yaml; the launcher checks it again)
+        args["cuda_version"] = cuda
     return args
 
 
