@@ -62,3 +62,16 @@ def render(c, stack=None, all=False, out=None):
         console.print(f"{len(failed)} of {len(names)} stack(s) not rendered: {', '.join(failed)}",
                       style="red", markup=False, highlight=False)
         sys.exit(1)
+
+
+@task(help={"check": "only check that README.md's copy is current (exit 1 if not)"})
+def stack_reference(c, check=False):
+    """Write the README's stack key reference from infra/spec.py (the one source of every key)."""
+    from infra.spec_reference import readme_block, render_reference, update_readme
+
+    if check:
+        if readme_block() != render_reference():
+            print("README.md's stack key reference is stale: run `invoke stack-reference`", file=sys.stderr)
+            sys.exit(1)
+        return
+    print("README.md: stack key reference " + ("updated" if update_readme() else "already current"), file=sys.stderr)

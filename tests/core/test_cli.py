@@ -72,3 +72,22 @@ def test_render_all_carries_on_past_a_bad_stack_file(tmp_path, monkeypatch, caps
     assert "Traceback" not in out + err
     assert "b-broken-yaml:" in err and "c-bad-key:" in err and "did you mean 'gpu'" in err
     assert "2 of 4 stack(s) not rendered: b-broken-yaml, c-bad-key" in " ".join(err.split())
+
+
+def test_readme_stack_key_reference_is_generated_from_the_spec_and_current():
+    from infra.spec_reference import readme_block, render_reference
+
+    block = readme_block()
+    assert block == render_reference(), "README.md is stale: run `invoke stack-reference`"
+    from infra.spec import _FIELDS
+
+    for field in _FIELDS:  # every key of the spec is in it
+        assert f"| `{field}` |" in block
+
+
+def test_readme_first_two_commands_are_the_set_up_and_the_ci_test_command():
+    readme = (C.REPO_ROOT / "README.md").read_text().splitlines()
+    ci = (C.REPO_ROOT / ".ci" / "run").read_text()
+    test_command = readme[2].split("#")[0].strip()
+    assert readme[0] == "```bash" and "invoke up --stack local" in readme[1]
+    assert test_command in ci
