@@ -250,5 +250,6 @@ def lock_images(images_file: Path | None = None, lock_file: Path | None = None, 
             entries[ref] = {**resolved[ref], "resolved_at": stamp, "registry": ImageRef.parse(ref).registry}
         else:
             entries[ref] = old.get(ref) or {"digest": None}
-    write_lock(lock_file, entries)
+    if entries != old:  # nothing learnt: leave the file (and its comments) as it is
+        write_lock(lock_file, entries)
     return entries, errors
