@@ -4,7 +4,7 @@ from infra import constants as C
 from infra.deploy.testing import write_stand_in_image_lock
 
 
-@pytest.fixture(autouse=True, scope="session")
+@pytest.fixture(autouse=True, scope="module")
 def locked_base_images(tmp_path_factory):
     """Deploys need pinned bases (`invoke lock-images`); here a stand-in lock provides them."""
     with pytest.MonkeyPatch.context() as mp:
