@@ -241,7 +241,13 @@ def lock_images(images_file: Path | None = None, lock_file: Path | None = None, 
     lock_file = lock_file or C.IMAGE_LOCK_FILE
     images_doc = yaml.safe_load(images_file.read_text(encoding="utf-8")) or {}
     refs = catalogue_refs(images_doc)
-    resolved, errors = asyncio.run(resolve_all(refs, deadline_s=deadline_s, transport=transport, on_result=on_result))
+    # A private loop: asyncio.run() would unset the thread's current loop, which Pulumi's runtime needs.
+    loop = asyncio.new_event_loop()
+    try:
+        resolved, errors = loop.run_until_complete(
+            resolve_all(refs, deadline_s=deadline_s, transport=transport, on_result=on_result))
+    finally:
+        loop.close()
     old = read_lock(lock_file)
     stamp = now().replace(microsecond=0).isoformat()
     entries: dict[str, dict[str, Any]] = {}
