@@ -52,12 +52,11 @@ SECRET_KEYS = ("api_key", "hf_token", "registry_password", "ssh_password")
 # Env var that carries each secret into the container.
 SECRET_ENV = {"api_key": "API_KEY", "hf_token": "HF_TOKEN", "ssh_password": "SSH_PASSWORD"}
 
-# Fit check: memory the engine needs beyond weights and KV cache, per GPU.
-# CUDA context + NCCL + CUDA graphs; measured engines use 1-2 GiB here, we take the top.
-RUNTIME_OVERHEAD_FIXED_BYTES = int(1.5 * 2**30)
-# Activation buffers scale with the tokens in one forward pass: max_num_batched_tokens x
-# hidden_size x bf16 x this many live buffers (residual, qkv, MoE gate/up, down, logits slices).
-ACTIVATION_BUFFERS = 10
+# Workload profiles (stack field `profile`); presets.yaml rows match on them.
+#   interactive: agents and chat UIs, tokens streamed one by one (the source documents' target)
+#   throughput:  batch jobs, more sequences and bigger prefill chunks, tokens streamed in bursts
+PROFILES = ("interactive", "throughput")
+DEFAULT_PROFILE = "interactive"
 
 MAX_MEMORY_FRACTION = 0.98
 MIN_MEMORY_FRACTION = 0.05

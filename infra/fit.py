@@ -1,156 +1,242 @@
-"""Memory fit check: will this model, context and concurrency fit on these GPUs?
+"""Memory fit: the engine's own start-up accounting, reproduced before the engine runs.
 
-need  = weights + KV cache + runtime overhead
-have  = VRAM x memory fraction x TP           (or memory actually free, from the launcher)
+Both engines page the KV cache and preempt (vLLM) or retract (SGLang) when it fills, so what must fit
+is ONE sequence of `max_model_len` tokens, not `max_num_seqs` of them. The plan reports how many
+tokens the KV cache holds and how many full-length sequences that is; it refuses only when a
+single full-length sequence (or the weights) cannot fit.
 
-KV cache is sized for the worst case the engine admits: `max_num_seqs` sequences, each at
-`max_model_len` tokens, so nothing is preempted or refused once admitted. gpt-oss alternates
-sliding-window (128 tokens) and full-attention layers, so only the full layers grow with context:
+vLLM (gpu_worker / kv_cache_utils), per GPU:
+  budget = gpu_memory_utilization x torch-visible memory
+  KV     = budget - weights as loaded - activation peak (max_num_batched_tokens) - non-torch - CUDA graphs (capture size)
+  gpt-oss alternates sliding-window and full layers; the hybrid allocator puts them in two groups of
+  equal size sharing one block pool, and admits a request against
+      cdiv(max_model_len, block) full blocks + cdiv(window - 1 + 2 x batched tokens, block) + 1 window blocks,
+  so concurrency = blocks / blocks per request and "GPU KV cache size" = concurrency x max_model_len.
 
-  kv_bytes = seqs x (full_layers x ctx + sliding_layers x min(ctx, window)) x 2 (K,V) x kv_heads x head_dim x dtype_bytes
+SGLang (model_runner profile_max_num_token), per GPU:
+  total  = free memory before the weights load
+  pool   = free after the weights - total x (1 - mem_fraction_static)
+  tokens = pool / (all layers' K+V bytes per token); with the hybrid SWA pool the full pool gets
+           tokens x L / (ratio x swa_layers + full_layers) and the SWA pool ratio x that
+  (trtllm_mha turns the hybrid pool off). `max_total_num_tokens` is the full pool.
 
-Runtime overhead per GPU = a fixed part (CUDA context, NCCL, CUDA graphs; constants.RUNTIME_OVERHEAD_FIXED_BYTES)
-+ activations (max_num_batched_tokens x hidden x 2 bytes x constants.ACTIVATION_BUFFERS).
+Calibration and its provenance: infra/catalogue/engines.yaml; weights: models.yaml `loaded_weights`.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
-from infra import constants as C
-from infra.catalogue import GPU, Model
+from infra.catalogue import GPU, Draft, Model, engine_memory
 
 GiB = 2**30
 KV_DTYPE_BYTES = {"auto": 2, "bf16": 2, "fp8": 1}
 
 
+def _cdiv(a: int, b: int) -> int:
+    return -(-a // b)
+
+
 class FitError(ValueError):
-    """The stack cannot fit; the message carries the numbers and concrete fixes."""
+    """The stack cannot start; the message carries the numbers and concrete fixes."""
 
     def __init__(self, report: "FitReport"):
         self.report = report
         super().__init__(report.message())
 
 
-def kv_bytes_per_seq(model: Model, context: int, kv_dtype: str = "auto") -> int:
-    per_token_layer = 2 * model.num_key_value_heads * model.head_dim * KV_DTYPE_BYTES[kv_dtype]
-    tokens = model.full_attention_layers * context + model.sliding_attention_layers * min(context, model.sliding_window)
-    return tokens * per_token_layer
+@dataclass(frozen=True)
+class FitInputs:
+    """What the plan decided that bears on memory (one GPU's view; tp shards weights and KV heads)."""
 
-
-def overhead_bytes_per_gpu(model: Model, max_num_batched_tokens: int) -> int:
-    return C.RUNTIME_OVERHEAD_FIXED_BYTES + max_num_batched_tokens * model.hidden_size * 2 * C.ACTIVATION_BUFFERS
+    backend: str
+    model: Model
+    gpu: GPU
+    tp: int
+    max_model_len: int
+    max_num_seqs: int
+    max_num_batched_tokens: int
+    fraction: float
+    kv_dtype: str = "auto"
+    cudagraph_capture_size: int | None = None  # vLLM: None = engine default
+    attention_backend: str | None = None
+    draft: Draft | None = None
+    free_bytes_per_gpu: int | None = None  # from NVML on the host; None = catalogue figures
 
 
 @dataclass(frozen=True)
 class FitReport:
-    model: Model
-    gpu_name: str
-    tp: int
-    max_model_len: int
-    max_num_seqs: int
-    fraction: float
-    kv_dtype: str
-    budget_bytes: int  # what the engine may use, all GPUs together
-    weights_bytes: int
-    overhead_bytes: int
-    kv_bytes: int
-    max_seqs_at_len: int  # how many full-length sequences fit
-    max_len_at_seqs: int  # longest context that fits max_num_seqs sequences
-    basis: str  # "catalogue VRAM" or "free memory"
-    tp_that_fits: int | None = None  # smallest larger TP (<= 8) at which the same settings fit
-
-    @property
-    def need_bytes(self) -> int:
-        return self.weights_bytes + self.kv_bytes + self.overhead_bytes
-
-    @property
-    def fits(self) -> bool:
-        return self.need_bytes <= self.budget_bytes
+    inputs: FitInputs
+    budget_bytes: int  # per GPU: what the engine may use
+    weights_bytes: int  # per GPU, draft included
+    activation_bytes: int
+    cuda_graph_bytes: int
+    non_torch_bytes: int
+    kv_cache_bytes: int
+    kv_tokens: int  # vLLM "GPU KV cache size"; SGLang max_total_num_tokens (full pool)
+    max_concurrency: float  # full-length sequences at once
+    weights_source: str
+    basis: str  # "catalogue" or "free memory"
+    longest_context: int  # longest max_model_len one sequence of which fits
+    swa_tokens: int | None = None  # SGLang's sliding-window pool
+    tp_that_fits: int | None = None
 
     @property
     def weights_fit(self) -> bool:
-        return self.weights_bytes + self.overhead_bytes < self.budget_bytes
+        return self.kv_cache_bytes > 0
 
-    def suggestions(self) -> list[str]:
-        out = []
-        if not self.weights_fit:
-            more = f"tensor_parallel {self.tp_that_fits}" if self.tp_that_fits else "more GPUs"
-            out.append(f"the weights alone ({self.weights_bytes / GiB:.1f} GiB) do not fit on {self.tp} x {self.gpu_name}: "
-                       f"use {more} or a larger GPU")
-            return out
-        if self.max_len_at_seqs >= 1024:
-            out.append(f"lower max_model_len to {self.max_len_at_seqs}")
-        if self.max_seqs_at_len >= 1:
-            out.append(f"lower max_num_seqs to {self.max_seqs_at_len}")
-        if self.tp_that_fits:
-            out.append(f"use tensor_parallel {self.tp_that_fits} (gpu_count {self.tp_that_fits})")
-        if self.kv_dtype != "fp8":
-            out.append("use kv_cache_dtype fp8 (Ada/Hopper/Blackwell/AMD) to halve the KV cache")
-        return out
+    @property
+    def fits(self) -> bool:
+        return self.weights_fit and self.max_concurrency >= 1
+
+    def figures(self) -> dict[str, Any]:
+        """The `fit` object of launch.json (the start-up self-check compares the engine's lines to it)."""
+        g = lambda b: round(b / GiB, 2)  # noqa: E731
+        return {
+            "weights_gib": g(self.weights_bytes), "kv_cache_gib": g(self.kv_cache_bytes),
+            "kv_tokens": self.kv_tokens, "max_concurrency_at_max_model_len": round(self.max_concurrency, 2),
+            "activation_gib": g(self.activation_bytes), "cuda_graph_gib": g(self.cuda_graph_bytes),
+            "non_torch_gib": g(self.non_torch_bytes), "budget_gib": g(self.budget_bytes), "fits": self.fits,
+        }
 
     def summary(self) -> str:
-        return (f"{self.model.short_name} on {self.tp} x {self.gpu_name} ({self.basis}, fraction {self.fraction:.2f}): "
-                f"weights {self.weights_bytes / GiB:.1f} GiB + KV {self.kv_bytes / GiB:.1f} GiB "
-                f"(max_model_len {self.max_model_len} x {self.max_num_seqs} seqs, kv {self.kv_dtype}) "
-                f"+ overhead {self.overhead_bytes / GiB:.1f} GiB = {self.need_bytes / GiB:.1f} GiB "
-                f"of {self.budget_bytes / GiB:.1f} GiB")
+        i = self.inputs
+        pool = f", SWA pool {self.swa_tokens:,}" if self.swa_tokens is not None else ""
+        return (f"{i.model.short_name} on {i.tp} x {i.gpu.name} ({i.backend}, {self.basis}, fraction {i.fraction:.2f}): "
+                f"per GPU budget {self.budget_bytes / GiB:.2f} GiB = weights {self.weights_bytes / GiB:.2f} "
+                f"+ activation {self.activation_bytes / GiB:.2f} + CUDA graphs {self.cuda_graph_bytes / GiB:.2f} "
+                f"+ non-torch {self.non_torch_bytes / GiB:.2f} + KV {self.kv_cache_bytes / GiB:.2f} GiB; "
+                f"KV cache {self.kv_tokens:,} tokens{pool} = {self.max_concurrency:.2f} sequences of "
+                f"{i.max_model_len:,} tokens (max_num_seqs {i.max_num_seqs}; the engine pages and preempts beyond that)")
+
+    def suggestions(self) -> list[str]:
+        i = self.inputs
+        more = f"tensor_parallel {self.tp_that_fits} (gpu_count {self.tp_that_fits})" if self.tp_that_fits else None
+        if not self.weights_fit:
+            return [f"the weights ({self.weights_bytes / GiB:.2f} GiB per GPU) leave no room for the KV cache on "
+                    f"{i.tp} x {i.gpu.name}: use {more or 'more GPUs'} or a larger GPU"]
+        out = []
+        if self.longest_context >= 1024:
+            out.append(f"lower max_model_len to {self.longest_context}")
+        if i.fraction < 0.95:
+            out.append("raise gpu_memory_fraction (e.g. 0.95)")
+        if more:
+            out.append(f"use {more}")
+        if i.kv_dtype != "fp8" and i.gpu.arch not in ("ampere",):
+            out.append("use kv_cache_dtype fp8 to halve the KV cache")
+        return out
 
     def message(self) -> str:
-        verdict = "fits" if self.fits else "does not fit"
-        text = f"{self.summary()}: {verdict}"
-        if not self.fits:
-            text += (f". max_model_len {self.max_model_len} x {self.max_num_seqs} seqs needs "
-                     f"{self.need_bytes / GiB:.1f} GiB, you have {self.budget_bytes / GiB:.1f} GiB: "
-                     + " or ".join(self.suggestions()))
-        return text
+        if self.fits:
+            return f"{self.summary()}: fits"
+        i = self.inputs
+        return (f"{self.summary()}: does not fit: one sequence of max_model_len {i.max_model_len} needs more KV cache "
+                f"than the {self.kv_cache_bytes / GiB:.2f} GiB left: " + " or ".join(self.suggestions()))
 
 
-def check_fit(
-    model: Model,
-    gpu: GPU,
-    *,
-    tp: int,
-    max_model_len: int,
-    max_num_seqs: int,
-    fraction: float,
-    kv_dtype: str = "auto",
-    max_num_batched_tokens: int = 8192,
-    free_bytes_per_gpu: int | None = None,
-) -> FitReport:
-    """Compute the fit. `free_bytes_per_gpu` (from NVML) replaces the catalogue VRAM when given."""
-    per_gpu = gpu.vram_bytes
-    # Engines take total x fraction and refuse to start when less than that is free, so with NVML's
-    # free memory the budget is whichever is smaller.
-    per_gpu_budget = int(per_gpu * fraction)
-    if free_bytes_per_gpu is not None:
-        per_gpu_budget = min(per_gpu_budget, free_bytes_per_gpu)
-    budget = per_gpu_budget * tp
-    overhead = overhead_bytes_per_gpu(model, max_num_batched_tokens) * tp
-    weights = model.weights_bytes
-    kv_room = max(budget - weights - overhead, 0)
-    per_seq = kv_bytes_per_seq(model, max_model_len, kv_dtype)
-    max_seqs = kv_room // per_seq if per_seq else 0
-    # Longest context for the requested concurrency: solve the linear KV formula for ctx (ctx > window).
-    per_tok_full = 2 * model.num_key_value_heads * model.head_dim * KV_DTYPE_BYTES[kv_dtype] * model.full_attention_layers
-    sliding = kv_bytes_per_seq(model, model.sliding_window, kv_dtype) - per_tok_full * model.sliding_window
-    room_per_seq = kv_room // max(max_num_seqs, 1) - sliding
-    max_len = max(int(room_per_seq // per_tok_full), 0) if per_tok_full else 0
-    max_len = min(max_len, model.max_position_embeddings)
-    max_len -= max_len % 256  # engines allocate in blocks; keep suggestions round
+def _kv_bytes_per_token_layer(heads: int, head_dim: int, tp: int, kv_dtype: str) -> int:
+    return 2 * max(heads // tp, 1) * head_dim * KV_DTYPE_BYTES[kv_dtype]
+
+
+def _vllm(i: FitInputs, weights: int, torch_total: int) -> dict[str, Any]:
+    e = engine_memory()["vllm"]
+    budget = int(i.fraction * torch_total)
+    if i.free_bytes_per_gpu is not None:
+        budget = min(budget, i.free_bytes_per_gpu)
+    activation = int(e["activation_gib_per_token"] * i.max_num_batched_tokens * GiB)
+    capture = i.cudagraph_capture_size
+    if capture is None:
+        capture = min(2 * i.max_num_seqs, e["default_capture_cap"])
+    graphs = int((e["cuda_graph_gib_base"] + e["cuda_graph_gib_per_token"] * capture) * GiB) if capture else 0
+    non_torch = int((e["non_torch_gib"] + e["non_torch_gib_per_extra_gpu"] * (i.tp - 1)) * GiB)
+    kv = budget - weights - activation - graphs - non_torch
+
+    m = i.model
+    full = m.full_attention_layers + (i.draft.full_attention_layers if i.draft else 0)
+    sliding = m.sliding_attention_layers
+    # vLLM's grouping: group size = the smaller layer count, or the larger one when it is < 1.5x the smaller.
+    small, large = sorted(n for n in (full, sliding) if n) if sliding else (full, full)
+    group = large if large < 1.5 * small else small
+    full_groups, sw_groups = _cdiv(full, group), (_cdiv(sliding, group) if sliding else 0)
+    page = e["block_size"] * _kv_bytes_per_token_layer(m.num_key_value_heads, m.head_dim, i.tp, i.kv_dtype)
+    blocks = max(kv, 0) // page // group
+    bs = e["block_size"]
+
+    def per_request(ctx: int) -> int:
+        window = min(m.sliding_window - 1 + e["swa_admission_batches"] * i.max_num_batched_tokens, ctx)
+        return full_groups * _cdiv(ctx, bs) + sw_groups * (_cdiv(window, bs) + 1)
+
+    concurrency = blocks / per_request(i.max_model_len)
+    longest = _longest(lambda ctx: per_request(ctx) <= blocks, i.max_model_len)
+    return dict(budget_bytes=budget, activation_bytes=activation, cuda_graph_bytes=graphs,
+                non_torch_bytes=non_torch, kv_cache_bytes=kv, kv_tokens=int(concurrency * i.max_model_len),
+                max_concurrency=concurrency, longest_context=longest)
+
+
+def _sglang(i: FitInputs, weights: int, torch_total: int) -> dict[str, Any]:
+    e = engine_memory()["sglang"]
+    total = torch_total - int(e["start_used_gib"] * GiB)
+    if i.free_bytes_per_gpu is not None:
+        total = min(total, i.free_bytes_per_gpu)
+    reserved = int(total * (1 - i.fraction))  # left outside the static pool: graphs, activations
+    pool = total - weights - reserved
+    m = i.model
+    full = m.full_attention_layers + (i.draft.full_attention_layers if i.draft else 0)
+    sliding = m.sliding_attention_layers
+    per_layer = _kv_bytes_per_token_layer(m.num_key_value_heads, m.head_dim, i.tp, i.kv_dtype)
+    tokens = max(pool, 0) // (per_layer * (full + sliding))
+    hybrid = sliding and (i.attention_backend or "") not in e["no_hybrid_swa_backends"]
+    if hybrid:
+        ratio = e["default_swa_full_tokens_ratio"]
+        full_tokens = int(tokens * (full + sliding) / (ratio * sliding + full))
+        swa_tokens = int(full_tokens * ratio)
+    else:
+        full_tokens, swa_tokens = int(tokens), None
+    activation = int(e["activation_gib_per_token"] * i.max_num_batched_tokens * GiB)
+    graphs = int(e["cuda_graph_gib"] * GiB)
+    non_torch = int(e["start_used_gib"] * GiB)
+    outside_ok = reserved >= activation + graphs
+    concurrency = full_tokens / i.max_model_len if outside_ok else 0.0
+    longest = min(full_tokens, m.max_position_embeddings) if outside_ok else 0
+    return dict(budget_bytes=total - reserved, activation_bytes=activation, cuda_graph_bytes=graphs,
+                non_torch_bytes=non_torch, kv_cache_bytes=pool, kv_tokens=full_tokens,
+                max_concurrency=concurrency, longest_context=longest - longest % 256, swa_tokens=swa_tokens)
+
+
+def _longest(fits, upper: int) -> int:
+    """Largest context (a multiple of 256, <= upper) for which fits(ctx) holds; 0 if none."""
+    lo, hi = 0, upper // 256
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if fits(mid * 256):
+            lo = mid
+        else:
+            hi = mid - 1
+    return lo * 256
+
+
+def _compute(i: FitInputs) -> tuple[dict[str, Any], int, str]:
+    total_weights, source = i.model.loaded_weights_bytes(i.backend, i.gpu.weights_kernel)
+    # MoE experts, attention and embeddings all shard over TP; the draft runs unsharded on every GPU.
+    weights = total_weights // i.tp + (i.draft.weights_bytes if i.draft else 0)
+    torch_total = i.gpu.torch_bytes
+    figures = (_vllm if i.backend == "vllm" else _sglang)(i, weights, torch_total)
+    return figures, weights, source
+
+
+def check_fit(inputs: FitInputs) -> FitReport:
+    """Predict the engine's start-up accounting for these settings."""
+    figures, weights, source = _compute(inputs)
     tp_that_fits = None
-    if budget < weights + overhead + per_seq * max_num_seqs:
+    if not (figures["kv_cache_bytes"] > 0 and figures["max_concurrency"] >= 1):
         for bigger in (2, 4, 8):
-            if bigger <= tp or bigger > model.num_key_value_heads:
+            if bigger <= inputs.tp or bigger > inputs.model.num_key_value_heads or bigger > inputs.gpu.max_per_node:
                 continue
-            b_budget = per_gpu_budget * bigger
-            b_over = overhead_bytes_per_gpu(model, max_num_batched_tokens) * bigger
-            if weights + b_over + per_seq * max_num_seqs <= b_budget:
+            wider = FitInputs(**{**inputs.__dict__, "tp": bigger})
+            f, _, _ = _compute(wider)
+            if f["kv_cache_bytes"] > 0 and f["max_concurrency"] >= 1:
                 tp_that_fits = bigger
                 break
-    return FitReport(
-        model=model, gpu_name=gpu.name, tp=tp, max_model_len=max_model_len, max_num_seqs=max_num_seqs,
-        fraction=fraction, kv_dtype=kv_dtype, budget_bytes=budget, weights_bytes=weights,
-        overhead_bytes=overhead, kv_bytes=per_seq * max_num_seqs, max_seqs_at_len=int(max_seqs),
-        max_len_at_seqs=max_len, basis="catalogue VRAM" if free_bytes_per_gpu is None else "free memory",
-        tp_that_fits=tp_that_fits,
-    )
+    return FitReport(inputs=inputs, weights_bytes=weights, weights_source=source,
+                     basis="catalogue" if inputs.free_bytes_per_gpu is None else "free memory",
+                     tp_that_fits=tp_that_fits, **figures)

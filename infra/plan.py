@@ -11,9 +11,14 @@ Precedence, lowest to highest, for every setting:
   5. extra_args           appended last to the engine command line; an option given here removes the
                           same option (and its negation) set by any lower layer
 
-One exception keeps stacks from failing for a number nobody chose: when `max_num_seqs` comes only from
-layers 1-2 and the fit check finds fewer full-length sequences fit, it is lowered to what fits (noted in
-`notes`). A value set in layers 3-4 that does not fit is refused with the fix (fit_check: strict).
+`max_num_seqs` is never lowered to the number of full-length sequences the KV cache holds: both
+engines page the cache and preempt or retract when it fills. The fit (infra.fit) refuses a plan only
+when one `max_model_len` sequence or the weights cannot fit, and reports KV tokens and full-length
+concurrency as facts (launch.json `fit`).
+
+`build_plan` is a pipeline; each stage takes and returns the one `PlanState`:
+
+  apply_container_env -> resolve_gpu -> layer_presets -> layer_stack -> size_memory -> render_engine_args -> assemble
 """
 from __future__ import annotations
 
@@ -22,10 +27,11 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 from infra import constants as C
-from infra.catalogue import GPU, base_image, defaults, generic_warning, matching_presets
+from infra.catalogue import GPU, base_image, defaults, drafts, generic_warning, matching_presets
 from infra.envmap import SPEC_FIELDS, normalise, parse_env
-from infra.fit import FitError, check_fit
+from infra.fit import FitError, FitInputs, FitReport, check_fit
 from infra.spec import SpecError, StackSpec, did_you_mean
+from infra.templating import render_template
 
 # Settings the plan resolves (engine-neutral names). Spec fields with these names are layer 3.
 SETTINGS = (
@@ -34,6 +40,8 @@ SETTINGS = (
     "tool_call_parser", "reasoning_parser", "kv_cache_dtype", "attention_backend",
     "max_cudagraph_capture_size", "stream_interval", "block_size", "compilation_config", "speculative_config",
 )
+# Stack fields that are plan inputs but not engine settings.
+PLAN_FACTS = ("profile",)
 
 VLLM_CONFIG_FILE = "vllm.yaml"
 SGLANG_ARGS_FILE = "sglang.args"
@@ -65,7 +73,8 @@ class LaunchPlan:
     settings: dict[str, Any]
     provenance: dict[str, str]
     image: dict[str, Any]
-    fit: str | None
+    fit: str | None  # the one-line summary
+    fit_figures: dict[str, Any] | None = None  # launch.json `fit`
     notes: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     weights: str = ""  # the Hugging Face repo the engine loads (a GPU preset may swap the model's)
@@ -82,14 +91,16 @@ class LaunchPlan:
             "files": dict(sorted(self.files.items())), "config_dir": C.CONFIG_DIR,
             "secret_env": self.secret_env, "secrets": self.secrets,
             "settings": {k: self.settings[k] for k in SETTINGS if k in self.settings},
-            "provenance": dict(sorted(self.provenance.items())), "image": self.image, "fit": self.fit,
+            "provenance": dict(sorted(self.provenance.items())), "image": self.image,
+            "fit": self.fit_figures, "fit_summary": self.fit,
             "notes": list(self.notes), "warnings": list(self.warnings),
         }
 
 
 def _facts(spec: StackSpec, gpu: GPU | None, tp: int) -> dict[str, Any]:
     return {"backend": spec.backend, "model": spec.model, "gpu": gpu.id if gpu else None,
-            "arch": gpu.arch if gpu else None, "tensor_parallel": tp, "speculative": spec.speculative}
+            "arch": gpu.arch if gpu else None, "tensor_parallel": tp, "speculative": spec.speculative,
+            "profile": spec.profile}
 
 
 def _json(value: Any) -> str:
@@ -127,8 +138,6 @@ def _vllm_argv(weights: str, s: Mapping[str, Any], spec: StackSpec, tp: int, ser
     for key in ("compilation_config", "speculative_config"):
         if s.get(key):
             cfg[key.replace("_", "-")] = _json(s[key])
-    from infra.render import render_template
-
     text = render_template("vllm.yaml.j2", stack=spec.stack, config=cfg)
     argv = ["vllm", "serve", weights, "--config", f"{C.CONFIG_DIR}/{VLLM_CONFIG_FILE}", *negatives]
     return argv, {VLLM_CONFIG_FILE: text}
@@ -155,6 +164,8 @@ def _sglang_argv(weights: str, s: Mapping[str, Any], spec: StackSpec, tp: int, s
         argv += ["--disable-radix-cache"]
     if not s["async_scheduling"]:
         argv += ["--disable-overlap-schedule"]
+    if s.get("stream_interval") is not None:
+        argv += ["--stream-interval", str(s["stream_interval"])]
     spec_cfg = s.get("speculative_config")
     if spec_cfg:
         steps = int(spec_cfg["num_speculative_tokens"])
@@ -165,8 +176,6 @@ def _sglang_argv(weights: str, s: Mapping[str, Any], spec: StackSpec, tp: int, s
 
 
 def _sglang_args_file(stack: str, argv: list[str]) -> str:
-    from infra.render import render_template
-
     return render_template("sglang.args.j2", stack=stack, args=argv[3:])
 
 
@@ -206,8 +215,6 @@ def merge_extra_args(argv: list[str], files: dict[str, str], extra: list[str], b
         cfg = yaml.safe_load(text) or {}
         kept = {k: v for k, v in cfg.items() if k not in overridden}
         if kept != cfg:
-            from infra.render import render_template
-
             files = {**files, VLLM_CONFIG_FILE: render_template("vllm.yaml.j2", stack=stack, config=kept)}
     return out + list(extra), files
 
@@ -243,141 +250,170 @@ def _checked_extra_args(spec: StackSpec, warnings: list[str]) -> list[str]:
     return out
 
 
-def build_plan(
-    spec: StackSpec,
-    *,
-    env_overrides: Mapping[str, str] | None = None,
-    detected: Detected | None = None,
-) -> LaunchPlan:
-    """Resolve every setting through the five layers and produce the exact launch plan."""
-    warnings: list[str] = []
-    notes: list[str] = []
-    provenance: dict[str, str] = {}
+@dataclass
+class PlanState:
+    """The one value the plan's stages pass along: what is decided so far."""
 
-    # Layer 4 can change the spec itself (model, TP, context...), so apply it to the spec first and
-    # re-run the spec's cross-field checks on the result.
+    spec: StackSpec
+    detected: Detected | None
+    env_overrides: Mapping[str, str]
+    env: Any = None  # infra.envmap.ParsedEnv, set by apply_container_env
+    gpu: GPU | None = None
+    gpu_count: int = 1
+    tp: int = 1
+    settings: dict[str, Any] = field(default_factory=dict)
+    provenance: dict[str, str] = field(default_factory=dict)
+    env_vars: dict[str, str] = field(default_factory=dict)
+    limits: dict[str, Any] = field(default_factory=dict)
+    weights: str = ""
+    report: FitReport | None = None
+    argv: list[str] = field(default_factory=list)
+    files: dict[str, str] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+    def refuse(self, field_name: str, value: Any, problem: str, fix: str) -> SpecError:
+        return SpecError(field_name, value, problem, fix, stack=self.spec.stack or None)
+
+
+def _revalidated(spec: StackSpec, **updates: Any) -> StackSpec:
+    data = spec.model_dump()
+    data.update(updates)
+    out = StackSpec.model_validate(data)
+    out._cross_check()
+    return out
+
+
+def apply_container_env(st: PlanState) -> PlanState:
+    """Layer 4 can change the spec itself (model, TP, context...): apply it first, re-check the spec."""
+    spec, detected = st.spec, st.detected
     if detected is not None and spec.gpu == "auto" and detected.count > spec.gpu_count:
         # With gpu: auto the container gets whatever GPUs the host has; TENSOR_PARALLEL_SIZE may use them.
         spec = spec.model_copy(update={"gpu_count": detected.count})
-    env = parse_env(env_overrides or {}, spec.backend)
-    warnings += env.warnings
-    spec_updates = {k: v for k, v in env.values.items() if k in SPEC_FIELDS}
-    if spec_updates:
-        data = spec.model_dump()
-        data.update(spec_updates)
-        spec = StackSpec.model_validate(data)
-        spec._cross_check()
+    st.env = parse_env(st.env_overrides, spec.backend)
+    st.warnings += st.env.warnings
+    spec_updates = {k: v for k, v in st.env.values.items() if k in SPEC_FIELDS}
+    st.spec = _revalidated(spec, **spec_updates) if spec_updates else spec
+    return st
 
-    gpu = spec.gpu_info
-    gpu_count = spec.gpu_count
+
+def resolve_gpu(st: PlanState) -> PlanState:
+    """Which GPU and how many: the stack's, checked against what the launcher detected, or the
+    detected one for `gpu: auto`. (The hook for GPUs the catalogue does not know.)"""
+    spec, detected = st.spec, st.detected
+    gpu, gpu_count = spec.gpu_info, spec.gpu_count
     if detected is not None:
         if gpu is not None and detected.gpu.id != gpu.id:
-            raise SpecError("gpu", spec.gpu, f"the stack declares {gpu.name} but this host has {detected.gpu.name}",
-                            f"set gpu: {detected.gpu.id} (or gpu: auto) in the stack", stack=spec.stack or None)
+            raise st.refuse("gpu", spec.gpu, f"the stack declares {gpu.name} but this host has {detected.gpu.name}",
+                            f"set gpu: {detected.gpu.id} (or gpu: auto) in the stack")
         if detected.count < spec.resolved_tp:
-            raise SpecError("tensor_parallel", spec.resolved_tp, f"needs {spec.resolved_tp} GPUs but {detected.count} were found",
-                            f"give the container {spec.resolved_tp} GPUs or set TENSOR_PARALLEL_SIZE={detected.count}",
-                            stack=spec.stack or None)
+            raise st.refuse("tensor_parallel", spec.resolved_tp,
+                            f"needs {spec.resolved_tp} GPUs but {detected.count} were found",
+                            f"give the container {spec.resolved_tp} GPUs or set TENSOR_PARALLEL_SIZE={detected.count}")
         gpu = detected.gpu
         if gpu.generic:  # not in gpus.yaml: its arch preset and NVML memory (infra.catalogue.generic_gpu)
-            warnings.append(generic_warning(gpu, spec.backend))
+            st.warnings.append(generic_warning(gpu, spec.backend))
         if spec.gpu == "auto":
             gpu_count = detected.count if spec.tensor_parallel == "auto" and spec.model.endswith("120b") else spec.gpu_count
             gpu_count = max(gpu_count, spec.resolved_tp)
-            data = spec.model_dump()
-            data.update(gpu=gpu.id, gpu_count=gpu_count)
-            spec = StackSpec.model_validate(data)
-            spec._cross_check()  # the GPU-specific rules (fp8 on Ampere, FLASH_ATTN...) now apply
-    tp = spec.resolved_tp
+            # the GPU-specific rules (fp8 on Ampere, FLASH_ATTN...) now apply
+            spec = _revalidated(spec, gpu=gpu.id, gpu_count=gpu_count)
+    elif spec.gpu == "auto":
+        st.notes.append("gpu is auto: the launcher picks the GPU preset and checks the fit on the host it starts on")
+    st.spec, st.gpu, st.gpu_count, st.tp = spec, gpu, gpu_count, spec.resolved_tp
+    return st
 
-    # Layers 1 and 2.
-    settings: dict[str, Any] = {}
-    base = defaults(spec.backend)
+
+def layer_presets(st: PlanState) -> PlanState:
+    """Layers 1 and 2: the backend's defaults, then every matching preset row in file order."""
+    base = defaults(st.spec.backend)
     for k, v in base.settings.items():
-        settings[k], provenance[k] = v, f"default ({base.source})"
-    env_vars: dict[str, str] = {}
-    limits: dict[str, Any] = {}
-    weights = spec.model
-    for preset in matching_presets(_facts(spec, gpu, tp)):
+        st.settings[k], st.provenance[k] = v, f"default ({base.source})"
+    st.weights = st.spec.model
+    for preset in matching_presets(_facts(st.spec, st.gpu, st.tp)):
         for k, v in preset.settings.items():
-            settings[k], provenance[k] = v, f"preset {preset.id} ({preset.source})"
-        env_vars.update(preset.env)
-        limits.update(preset.limits)
-        weights = preset.weights.get(spec.model, weights)
+            st.settings[k], st.provenance[k] = v, f"preset {preset.id} ({preset.source})"
+        st.env_vars.update(preset.env)
+        st.limits.update(preset.limits)
+        st.weights = preset.weights.get(st.spec.model, st.weights)
         if preset.notes:
-            notes.append(f"preset {preset.id}: {preset.notes.strip()}")
-    if spec.gpu == "auto" and detected is None:
-        notes.append("gpu is auto: the launcher picks the GPU preset and checks the fit on the host it starts on")
+            st.notes.append(f"preset {preset.id}: {preset.notes.strip()}")
+    return st
 
-    # Layer 3: what the stack file sets.
+
+def layer_stack(st: PlanState) -> PlanState:
+    """Layers 3 and 4: what the stack file sets, then container env settings that are flags only."""
+    spec, env = st.spec, st.env
     for k in SETTINGS:
         v = getattr(spec, k, None)
         if v is not None:
             v, warning = normalise(spec.backend, k, v)
             if warning:
-                warnings.append(warning)
+                st.warnings.append(warning)
             source = env.sources.get(k)
-            settings[k], provenance[k] = v, (f"container env {source}" if source else "stack config")
-    # Layer 4 settings that are flags only (parsers, tool choice).
+            st.settings[k], st.provenance[k] = v, (f"container env {source}" if source else "stack config")
     for k, v in env.values.items():
         if k not in SPEC_FIELDS:
-            settings[k], provenance[k] = v, f"container env {env.sources[k]}"
+            st.settings[k], st.provenance[k] = v, f"container env {env.sources[k]}"
+    s, limits = st.settings, st.limits
+    if "gpu_memory_fraction_max" in limits and s["gpu_memory_fraction"] > limits["gpu_memory_fraction_max"]:
+        raise st.refuse("gpu_memory_fraction", s["gpu_memory_fraction"],
+                        f"is above {limits['gpu_memory_fraction_max']} for this GPU and TP (the vLLM gpt-oss recipe: OOM)",
+                        f"set gpu_memory_fraction: {limits['gpu_memory_fraction_max']}")
+    allowed = limits.get("attention_backends")
+    if allowed and s.get("attention_backend") not in (None, "auto", *allowed):
+        raise st.refuse("attention_backend", s["attention_backend"],
+                        f"is not one {spec.backend} accepts for gpt-oss (it stops at start)",
+                        f"use one of {', '.join(allowed)} or auto")
+    if s["max_model_len"] > spec.model_info.max_position_embeddings:
+        s["max_model_len"] = spec.model_info.max_position_embeddings
+        st.notes.append(f"max_model_len capped at the model's maximum ({spec.model_info.max_position_embeddings})")
+    return st
 
-    if "gpu_memory_fraction_max" in limits and settings["gpu_memory_fraction"] > limits["gpu_memory_fraction_max"]:
-        raise SpecError("gpu_memory_fraction", settings["gpu_memory_fraction"],
-                        f"is above {limits['gpu_memory_fraction_max']} for this GPU and TP (seed 004: OOM)",
-                        f"set gpu_memory_fraction: {limits['gpu_memory_fraction_max']}", stack=spec.stack or None)
-    if settings["max_model_len"] > spec.model_info.max_position_embeddings:
-        settings["max_model_len"] = spec.model_info.max_position_embeddings
-        notes.append(f"max_model_len capped at the model's maximum ({spec.model_info.max_position_embeddings})")
 
-    # Fit check, with auto-sizing of a max_num_seqs nobody set explicitly.
-    fit_text = None
-    if gpu is not None:
-        def fit(seqs: int):
-            return check_fit(spec.model_info, gpu, tp=tp, max_model_len=settings["max_model_len"],
-                             max_num_seqs=seqs, fraction=settings["gpu_memory_fraction"],
-                             kv_dtype=settings.get("kv_cache_dtype") or "auto",
-                             max_num_batched_tokens=settings["max_num_batched_tokens"],
-                             free_bytes_per_gpu=detected.free_bytes_per_gpu if detected else None)
-        report = fit(settings["max_num_seqs"])
-        explicit_seqs = provenance["max_num_seqs"].startswith(("stack", "container"))
-        if not report.fits and not explicit_seqs and report.max_seqs_at_len >= 1:
-            old = settings["max_num_seqs"]
-            settings["max_num_seqs"] = report.max_seqs_at_len
-            provenance["max_num_seqs"] = f"fit check (lowered from {old}: {provenance['max_num_seqs']})"
-            notes.append(f"max_num_seqs lowered from {old} to {report.max_seqs_at_len} so every admitted sequence "
-                         f"can reach max_model_len {settings['max_model_len']} without preemption")
-            report = fit(settings["max_num_seqs"])
-        if not report.fits:
-            if spec.fit_check == "strict" or not report.weights_fit:
-                raise FitError(report)
-            warnings.append(f"fit_check warn: {report.message()}")
-        fit_text = report.message()
+def size_memory(st: PlanState) -> PlanState:
+    """Predict the engine's memory accounting; refuse only when one full-length sequence cannot fit."""
+    if st.gpu is None:
+        return st
+    s, spec = st.settings, st.spec
+    draft = drafts().get((s.get("speculative_config") or {}).get("model", ""))
+    st.report = check_fit(FitInputs(
+        backend=spec.backend, model=spec.model_info, gpu=st.gpu, tp=st.tp, max_model_len=s["max_model_len"],
+        max_num_seqs=s["max_num_seqs"], max_num_batched_tokens=s["max_num_batched_tokens"],
+        fraction=s["gpu_memory_fraction"], kv_dtype=s.get("kv_cache_dtype") or "auto",
+        cudagraph_capture_size=s.get("max_cudagraph_capture_size"), attention_backend=s.get("attention_backend"),
+        draft=draft, free_bytes_per_gpu=st.detected.free_bytes_per_gpu if st.detected else None))
+    if not st.report.fits:
+        if spec.fit_check == "strict" or not st.report.weights_fit:
+            raise FitError(st.report)
+        st.warnings.append(f"fit_check warn: {st.report.message()}")
+    return st
 
-    extra = _checked_extra_args(spec, warnings)
+
+def render_engine_args(st: PlanState) -> PlanState:
+    """The engine command line and its config file, then extra_args (layer 5)."""
+    spec = st.spec
+    extra = _checked_extra_args(spec, st.warnings)
     served = spec.served_model_name or spec.model
-    if spec.backend == "vllm":
-        argv, files = _vllm_argv(weights, settings, spec, tp, served)
-    else:
-        argv, files = _sglang_argv(weights, settings, spec, tp, served)
+    build = _vllm_argv if spec.backend == "vllm" else _sglang_argv
+    st.argv, st.files = build(st.weights, st.settings, spec, st.tp, served)
     # The deployment target's own engine options (kubernetes: pinned revision, graceful stop) sit
     # between the plan's settings and extra_args, which still have the last word.
-    target_args = spec.target_engine_args(weights)
+    target_args = spec.target_engine_args(st.weights)
     if target_args:
-        argv, files = merge_extra_args(argv, files, target_args, spec.backend, spec.stack)
+        st.argv, st.files = merge_extra_args(st.argv, st.files, target_args, spec.backend, spec.stack)
         for o in filter(None, map(_option, target_args)):
-            provenance[f"argv:--{o}"] = f"target {spec.target}"
+            st.provenance[f"argv:--{o}"] = f"target {spec.target}"
     if extra:
-        argv, files = merge_extra_args(argv, files, extra, spec.backend, spec.stack)
+        st.argv, st.files = merge_extra_args(st.argv, st.files, extra, spec.backend, spec.stack)
         for o in filter(None, map(_option, extra)):
-            provenance[f"argv:--{o}"] = "extra_args"
+            st.provenance[f"argv:--{o}"] = "extra_args"
     if spec.backend == "sglang" and (extra or target_args):
-        files = {SGLANG_ARGS_FILE: _sglang_args_file(spec.stack, argv)}
+        st.files = {SGLANG_ARGS_FILE: _sglang_args_file(spec.stack, st.argv)}
+    return st
 
-    env_out = {**C.CACHE_ENV, **env_vars, **spec.env,
-               C.SPEC_ENV: _json(spec.model_dump(mode="json", exclude={"secrets_set"}, exclude_none=True))}
 
+def _secrets(spec: StackSpec) -> list[dict[str, Any]]:
     secrets: list[dict[str, Any]] = []
     if spec.wants_api_key:
         # vLLM reads VLLM_API_KEY; SGLang has no env var for it, so the launcher writes it into a 0600
@@ -387,28 +423,60 @@ def build_plan(
         secrets.append({"env": "HF_TOKEN", "pass_as": {"env": "HF_TOKEN"}})
     if "ssh_password" in spec.secrets_set:
         secrets.append({"env": "SSH_PASSWORD", "pass_as": {"env": "SSH_PASSWORD"}})
+    return secrets
 
+
+def _image(spec: StackSpec, gpu: GPU | None) -> dict[str, Any]:
     img = spec.image
     catalogue_base = base_image(spec.backend, gpu)
-    image = {
+    version = img.engine_version or C.ENGINE_VERSIONS[spec.backend]
+    return {
         "base_image": img.base_image or f"{catalogue_base['image']}:{catalogue_base['tag']}",
         "base_digest": img.base_digest or catalogue_base["digest"],
         "platform": catalogue_base["platform"],
-        "engine_version": img.engine_version or C.ENGINE_VERSIONS[spec.backend],
+        "engine_version": version,
         "repository": img.repository or f"gptoss-{spec.backend}",
-        "tag": img.tag or f"{img.engine_version or C.ENGINE_VERSIONS[spec.backend]}-{catalogue_base['platform']}",
+        "tag": img.tag or f"{version}-{catalogue_base['platform']}",
         "registry": img.registry,
         "push": img.push if img.push is not None else bool(img.registry),
     }
 
+
+def assemble(st: PlanState) -> LaunchPlan:
+    spec, s = st.spec, st.settings
+    env_out = {**C.CACHE_ENV, **st.env_vars, **spec.env,
+               C.SPEC_ENV: _json(spec.model_dump(mode="json", exclude={"secrets_set"}, exclude_none=True))}
+    notes = list(st.notes)
+    if st.report is not None:
+        r = st.report
+        notes.append(f"KV cache: {r.kv_tokens:,} tokens = {r.max_concurrency:.2f} sequences of {s['max_model_len']:,} "
+                     f"tokens at once; max_num_seqs {s['max_num_seqs']} admits more, the engine pages and preempts")
     for k in ("max_model_len", "max_num_seqs", "gpu_memory_fraction", "attention_backend"):
-        notes.append(f"{k} = {settings.get(k)}: {provenance.get(k)}")
+        notes.append(f"{k} = {s.get(k)}: {st.provenance.get(k)}")
     return LaunchPlan(
-        stack=spec.stack, backend=spec.backend, model=spec.model, gpu=gpu.id if gpu else "auto",
-        gpu_count=gpu_count, tensor_parallel=tp, host=spec.host, port=spec.port, argv=argv,
-        env=env_out, files=files, secrets=secrets, settings=settings, provenance=provenance,
-        image=image, fit=fit_text, notes=notes, warnings=warnings, weights=weights,
+        stack=spec.stack, backend=spec.backend, model=spec.model, gpu=st.gpu.id if st.gpu else "auto",
+        gpu_count=st.gpu_count, tensor_parallel=st.tp, host=spec.host, port=spec.port, argv=st.argv,
+        env=env_out, files=st.files, secrets=_secrets(spec), settings=s, provenance=st.provenance,
+        image=_image(spec, st.gpu), fit=st.report.message() if st.report else None,
+        fit_figures=st.report.figures() if st.report else None, notes=notes, warnings=st.warnings,
+        weights=st.weights,
     )
 
 
-__all__ = ["Detected", "LaunchPlan", "build_plan", "merge_extra_args", "SETTINGS"]
+STAGES = (apply_container_env, resolve_gpu, layer_presets, layer_stack, size_memory, render_engine_args)
+
+
+def build_plan(
+    spec: StackSpec,
+    *,
+    env_overrides: Mapping[str, str] | None = None,
+    detected: Detected | None = None,
+) -> LaunchPlan:
+    """Resolve every setting through the five layers and produce the exact launch plan."""
+    st = PlanState(spec=spec, detected=detected, env_overrides=env_overrides or {})
+    for stage in STAGES:
+        st = stage(st)
+    return assemble(st)
+
+
+__all__ = ["Detected", "LaunchPlan", "PlanState", "STAGES", "build_plan", "merge_extra_args", "resolve_gpu", "SETTINGS"]

@@ -1,4 +1,4 @@
-"""Render launch plans into files with Jinja2 (StrictUndefined; deterministic: no timestamps, stable order).
+"""Render launch plans into files (infra.templating; deterministic: no timestamps, stable order).
 
 `invoke render --stack NAME` / `--all` writes, per stack, into build/render/<stack>/:
   launch.json     the plan: exact argv, env, config files, secret env names (never values)
@@ -10,36 +10,12 @@ from __future__ import annotations
 
 import json
 import shlex
-from functools import lru_cache
 from pathlib import Path
-from typing import Any
 from urllib.parse import urlparse
 
-import jinja2
-import yaml
-
 from infra import constants as C
-
-
-def _yaml_scalar(value: Any) -> str:
-    return yaml.safe_dump(value, default_flow_style=True, width=10_000).strip().removesuffix("...").strip()
-
-
-@lru_cache(maxsize=1)
-def environment() -> jinja2.Environment:
-    env = jinja2.Environment(
-        loader=jinja2.FileSystemLoader(str(C.TEMPLATES_DIR)),
-        undefined=jinja2.StrictUndefined,
-        keep_trailing_newline=True,
-        autoescape=False,
-    )
-    env.filters["yaml_scalar"] = _yaml_scalar
-    env.filters["shquote"] = lambda v: shlex.quote(str(v))
-    return env
-
-
-def render_template(name: str, **context: Any) -> str:
-    return environment().get_template(name).render(**context)
+from infra.plan import build_plan
+from infra.templating import render_template
 
 
 def endpoint_base_url(spec) -> str:
@@ -99,7 +75,6 @@ def render_plan_files(spec, plan) -> dict[str, str]:
 
 
 def render_stack(name: str, out_root: Path | None = None, stacks_dir: Path | None = None) -> Path:
-    from infra.plan import build_plan
     from infra.stackfile import load_stack
 
     spec = load_stack(name, stacks_dir)

@@ -192,6 +192,8 @@ class StackSpec(BaseModel):
     kv_cache_dtype: Literal["auto", "fp8"] | None = None
     attention_backend: str | None = None
     fit_check: Literal["strict", "warn"] = "strict"
+    # Workload profile: which preset rows of infra/catalogue/presets.yaml apply (constants.PROFILES).
+    profile: Literal[C.PROFILES] = C.DEFAULT_PROFILE
 
     host: str = C.DEFAULT_HOST
     port: int = Field(C.DEFAULT_PORT, ge=1, le=65535)

@@ -31,6 +31,21 @@ class GPU:
     gfx: str | None = None
     supported_models: tuple[str, ...] | None = None  # None: every model the fit check allows
     generic: bool = False  # synthesized by generic_gpu() for a GPU gpus.yaml does not list
+    torch_visible_bytes: int | None = None  # measured; None: vram_bytes less the driver's reservation
+
+    @property
+    def torch_bytes(self) -> int:
+        """Memory torch (and so the engine) sees as the card's total."""
+        if self.torch_visible_bytes is not None:
+            return self.torch_visible_bytes
+        return self.vram_bytes - int(engine_memory()["driver_reserved_gib"] * 2**30)
+
+    @property
+    def weights_kernel(self) -> str:
+        """Which MXFP4 MoE kernel path the engines take on this GPU (sets the loaded-weights figure)."""
+        if self.vendor == "amd":
+            return "rocm-mxfp4"
+        return {"hopper": "triton-mxfp4", "blackwell": "flashinfer-mxfp4"}.get(self.arch, "marlin-mxfp4")
 
     def supports(self, model_id: str) -> bool:
         return self.supported_models is None or model_id in self.supported_models
@@ -68,6 +83,14 @@ class Model:
     weights_source: str
     config_source: str
     eagle3_draft: str | None = None
+    loaded_weights: tuple[Mapping[str, Any], ...] = ()
+
+    def loaded_weights_bytes(self, backend: str, kernel: str) -> tuple[int, str]:
+        """Weights as `backend` holds them on `kernel`'s path, and where the figure comes from."""
+        for row in self.loaded_weights:
+            if (row["backend"], row["kernel"]) == (backend, kernel):
+                return int(row["gib"] * 2**30), row.get("measured") or f"estimate: {row['estimate']}"
+        return self.weights_bytes, f"checkpoint size ({self.weights_source})"
 
     @property
     def layer_types(self) -> tuple[str, ...]:
@@ -123,12 +146,40 @@ def gpus() -> dict[str, GPU]:
     return out
 
 
+@dataclass(frozen=True)
+class Draft:
+    """A speculative-decoding draft model: what it adds to each GPU."""
+
+    id: str
+    full_attention_layers: int
+    num_key_value_heads: int
+    head_dim: int
+    weights_gib: float
+    source: str
+
+    @property
+    def weights_bytes(self) -> int:
+        return int(self.weights_gib * 2**30)
+
+
 @lru_cache(maxsize=None)
 def models() -> dict[str, Model]:
     return {
-        mid: Model(id=mid, **{**row, "layer_pattern": tuple(row["layer_pattern"])})
-        for mid, row in _load("models.yaml").items()
+        mid: Model(id=mid, **{**row, "layer_pattern": tuple(row["layer_pattern"]),
+                              "loaded_weights": tuple(row.get("loaded_weights", ()))})
+        for mid, row in _load("models.yaml").items() if mid != "drafts"
     }
+
+
+@lru_cache(maxsize=None)
+def drafts() -> dict[str, Draft]:
+    return {did: Draft(id=did, **row) for did, row in _load("models.yaml").get("drafts", {}).items()}
+
+
+@lru_cache(maxsize=None)
+def engine_memory() -> dict[str, Any]:
+    """The engines' memory accounting calibration (engines.yaml)."""
+    return _load("engines.yaml")
 
 
 @lru_cache(maxsize=None)

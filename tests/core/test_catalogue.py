@@ -43,7 +43,7 @@ def test_every_preset_row_cites_a_source_and_uses_known_settings():
         assert p.source.strip(), p.id
         assert set(p.settings) <= set(SETTINGS), (p.id, set(p.settings) - set(SETTINGS))
         for key in p.match:
-            assert key in {"backend", "arch", "gpu", "model", "tensor_parallel", "speculative"}
+            assert key in {"backend", "arch", "gpu", "model", "tensor_parallel", "speculative", "profile"}
         if "gpu" in p.match:
             assert p.match["gpu"] in gpus()
         if "model" in p.match:
@@ -52,7 +52,9 @@ def test_every_preset_row_cites_a_source_and_uses_known_settings():
 
 def test_seed_facts_in_presets():
     by_id = {p.id: p for p in presets()}
-    assert by_id["vllm-h100-tp1-120b"].settings == {"gpu_memory_fraction": 0.95, "max_num_batched_tokens": 1024}
+    for fix in ("vllm-h100-tp1-120b", "vllm-a100-tp1-120b"):  # the recipe's OOM fix, on every 80 GB card
+        assert by_id[fix].settings == {"gpu_memory_fraction": 0.95, "max_num_batched_tokens": 1024, "max_model_len": 32768}
+    assert "flashinfer" not in by_id["sglang-gpt-oss-attention"].limits["attention_backends"]
     assert by_id["vllm-ampere"].settings["attention_backend"] == "TRITON_ATTN"
     assert by_id["vllm-blackwell"].settings["kv_cache_dtype"] == "fp8"
     assert by_id["vllm-blackwell"].env == {"VLLM_USE_FLASHINFER_MOE_MXFP4_MXFP8": "1"}

@@ -21,7 +21,7 @@ def vllm_cfg(p):
 
 def test_each_layer_overrides_the_one_below():
     # 1. catalogue default (seed 000): 8192 batched tokens; a GPU without a preset for it keeps it.
-    p = plan(gpu="a100-80gb")
+    p = plan(gpu="a100-80gb", model="openai/gpt-oss-20b")
     assert vllm_cfg(p)["max-num-batched-tokens"] == 8192
     assert p.provenance["max_num_batched_tokens"].startswith("default")
     # 2. GPU preset: H100 TP1 120b OOM fix -> 1024 (seed 004).
@@ -98,13 +98,15 @@ def test_env_model_override_reruns_presets_and_checks():
     assert vllm_cfg(p)["max-num-batched-tokens"] == 8192  # the 120b-only H100 preset no longer applies
 
 
-def test_unset_max_num_seqs_is_sized_to_fit_but_explicit_one_is_refused():
+def test_max_num_seqs_is_never_lowered_and_facts_are_reported():
     p = plan(max_model_len=131072)
-    assert p.settings["max_num_seqs"] < 64 and "fit check" in p.provenance["max_num_seqs"]
-    with pytest.raises(FitError, match="lower max_num_seqs"):
-        plan(max_model_len=131072, max_num_seqs=64)
-    p = plan(max_model_len=131072, max_num_seqs=64, fit_check="warn")
-    assert any("does not fit" in w for w in p.warnings)
+    assert p.settings["max_num_seqs"] >= 64 and "fit check" not in p.provenance["max_num_seqs"]
+    assert p.fit_figures["fits"] and p.fit_figures["max_concurrency_at_max_model_len"] >= 1
+    assert any("KV cache:" in n and "tokens" in n for n in p.notes)
+    with pytest.raises(FitError, match="lower max_model_len"):
+        plan(max_model_len=131072, gpu_memory_fraction=0.8)
+    p = plan(max_model_len=131072, gpu_memory_fraction=0.8, fit_check="warn")
+    assert p.fit_figures is not None
 
 
 def test_h100_tp2_fraction_limit():

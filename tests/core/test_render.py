@@ -88,3 +88,31 @@ def test_render_all_benchmark(benchmark):
 
     result = benchmark(render_all)
     assert len(result) == len(STACKS)
+
+
+def test_no_stack_throttles_concurrency_below_its_preset_and_fit_is_reported(tmp_path):
+    from infra.catalogue import defaults, matching_presets
+    from infra.plan import _facts
+
+    keys = {"weights_gib", "kv_cache_gib", "kv_tokens", "max_concurrency_at_max_model_len", "activation_gib",
+            "cuda_graph_gib", "non_torch_gib", "budget_gib", "fits"}
+    for stack in STACKS:
+        spec = load_stack(stack)
+        p = build_plan(spec)
+        preset = defaults(spec.backend).settings["max_num_seqs"]
+        for row in matching_presets(_facts(spec, spec.gpu_info, spec.resolved_tp)):
+            preset = row.settings.get("max_num_seqs", preset)
+        if spec.max_num_seqs is None:
+            assert p.settings["max_num_seqs"] >= preset, stack
+        launch = p.to_launch_json()
+        if p.gpu != "auto":
+            assert set(launch["fit"]) == keys and launch["fit"]["fits"], stack
+    assert vllm_seqs("h200-vllm") >= 64
+    argv = build_plan(load_stack("h200-sglang")).argv
+    assert int(argv[argv.index("--max-running-requests") + 1]) >= 64
+
+
+def vllm_seqs(stack):
+    import yaml
+
+    return yaml.safe_load(build_plan(load_stack(stack)).files["vllm.yaml"])["max-num-seqs"]

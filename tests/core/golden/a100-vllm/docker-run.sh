@@ -20,6 +20,6 @@ exec docker run --rm --name gptoss-a100-vllm \
   -e XDG_CACHE_HOME=/cache \
   -e CUDA_CACHE_PATH=/cache/cuda \
   -e TORCH_EXTENSIONS_DIR=/cache/torch_extensions \
-  -e GPTOSS_STACK_SPEC='{"stack":"a100-vllm","backend":"vllm","model":"openai/gpt-oss-120b","gpu":"a100-80gb","gpu_count":1,"tensor_parallel":"auto","speculative":"none","fit_check":"strict","host":"0.0.0.0","port":8000,"api_key_mode":"auto","target":"docker","docker":{"host":"ssh://ubuntu@gpu-a100.internal","publish_address":"0.0.0.0","cache_volume":"gptoss-cache","shm_size_mb":16384,"restart":"unless-stopped"},"image":{"registry":"ghcr.io/your-org","registry_username":"your-org-bot","allow_unpinned_base":false},"env":{},"extra_args":[]}' \
+  -e GPTOSS_STACK_SPEC='{"stack":"a100-vllm","backend":"vllm","model":"openai/gpt-oss-120b","gpu":"a100-80gb","gpu_count":1,"tensor_parallel":"auto","speculative":"none","fit_check":"strict","profile":"interactive","host":"0.0.0.0","port":8000,"api_key_mode":"auto","target":"docker","docker":{"host":"ssh://ubuntu@gpu-a100.internal","publish_address":"0.0.0.0","cache_volume":"gptoss-cache","shm_size_mb":16384,"restart":"unless-stopped"},"image":{"registry":"ghcr.io/your-org","registry_username":"your-org-bot","allow_unpinned_base":false},"env":{},"extra_args":[]}' \
   -e API_KEY \
   "$IMAGE"

@@ -21,6 +21,6 @@ exec docker run --rm --name gptoss-b200-vllm \
   -e CUDA_CACHE_PATH=/cache/cuda \
   -e TORCH_EXTENSIONS_DIR=/cache/torch_extensions \
   -e VLLM_USE_FLASHINFER_MOE_MXFP4_MXFP8=1 \
-  -e GPTOSS_STACK_SPEC='{"stack":"b200-vllm","backend":"vllm","model":"openai/gpt-oss-120b","gpu":"b200-180gb","gpu_count":1,"tensor_parallel":"auto","max_model_len":131072,"speculative":"none","fit_check":"strict","host":"0.0.0.0","port":8000,"api_key_mode":"auto","target":"docker","docker":{"host":"ssh://ubuntu@gpu-b200.internal","publish_address":"0.0.0.0","cache_volume":"gptoss-cache","shm_size_mb":16384,"restart":"unless-stopped"},"image":{"registry":"ghcr.io/your-org","registry_username":"your-org-bot","allow_unpinned_base":false},"env":{},"extra_args":[]}' \
+  -e GPTOSS_STACK_SPEC='{"stack":"b200-vllm","backend":"vllm","model":"openai/gpt-oss-120b","gpu":"b200-180gb","gpu_count":1,"tensor_parallel":"auto","max_model_len":131072,"speculative":"none","fit_check":"strict","profile":"interactive","host":"0.0.0.0","port":8000,"api_key_mode":"auto","target":"docker","docker":{"host":"ssh://ubuntu@gpu-b200.internal","publish_address":"0.0.0.0","cache_volume":"gptoss-cache","shm_size_mb":16384,"restart":"unless-stopped"},"image":{"registry":"ghcr.io/your-org","registry_username":"your-org-bot","allow_unpinned_base":false},"env":{},"extra_args":[]}' \
   -e API_KEY \
   "$IMAGE"

@@ -3,7 +3,7 @@
 # The same container `pulumi up` runs, for people who do not use Pulumi.
 # The image's entrypoint (the launcher) rebuilds this plan from GPTOSS_STACK_SPEC plus any seed env
 # vars you add (-e MAX_MODEL_LEN=...), writes sglang.args, checks the GPU it finds, then execs:
-#   python3 -m sglang.launch_server --model-path openai/gpt-oss-120b --served-model-name openai/gpt-oss-120b --host 0.0.0.0 --port 8000 --tp-size 2 --context-length 131072 --mem-fraction-static 0.92 --max-running-requests 18 --chunked-prefill-size 8192 --tool-call-parser gpt-oss --reasoning-parser gpt-oss
+#   python3 -m sglang.launch_server --model-path openai/gpt-oss-120b --served-model-name openai/gpt-oss-120b --host 0.0.0.0 --port 8000 --tp-size 2 --context-length 131072 --mem-fraction-static 0.92 --max-running-requests 128 --chunked-prefill-size 8192 --tool-call-parser gpt-oss --reasoning-parser gpt-oss
 # Secrets are read from YOUR shell environment and passed by name only: API_KEY.
 set -euo pipefail
 : "${API_KEY:?export API_KEY (the key clients must send as 'Authorization: Bearer ...') first}"
@@ -20,6 +20,6 @@ exec docker run --rm --name gptoss-h100x2-sglang \
   -e XDG_CACHE_HOME=/cache \
   -e CUDA_CACHE_PATH=/cache/cuda \
   -e TORCH_EXTENSIONS_DIR=/cache/torch_extensions \
-  -e GPTOSS_STACK_SPEC='{"stack":"h100x2-sglang","backend":"sglang","model":"openai/gpt-oss-120b","gpu":"h100-80gb","gpu_count":2,"tensor_parallel":2,"max_model_len":131072,"speculative":"none","fit_check":"strict","host":"0.0.0.0","port":8000,"api_key_mode":"auto","target":"docker","docker":{"host":"ssh://ubuntu@gpu-h100x2.internal","publish_address":"0.0.0.0","cache_volume":"gptoss-cache","shm_size_mb":16384,"restart":"unless-stopped"},"image":{"registry":"ghcr.io/your-org","registry_username":"your-org-bot","allow_unpinned_base":false},"env":{},"extra_args":[]}' \
+  -e GPTOSS_STACK_SPEC='{"stack":"h100x2-sglang","backend":"sglang","model":"openai/gpt-oss-120b","gpu":"h100-80gb","gpu_count":2,"tensor_parallel":2,"max_model_len":131072,"speculative":"none","fit_check":"strict","profile":"interactive","host":"0.0.0.0","port":8000,"api_key_mode":"auto","target":"docker","docker":{"host":"ssh://ubuntu@gpu-h100x2.internal","publish_address":"0.0.0.0","cache_volume":"gptoss-cache","shm_size_mb":16384,"restart":"unless-stopped"},"image":{"registry":"ghcr.io/your-org","registry_username":"your-org-bot","allow_unpinned_base":false},"env":{},"extra_args":[]}' \
   -e API_KEY \
   "$IMAGE"

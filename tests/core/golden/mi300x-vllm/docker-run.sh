@@ -24,6 +24,6 @@ exec docker run --rm --name gptoss-mi300x-vllm \
   -e AMDGCN_USE_BUFFER_OPS=0 \
   -e VLLM_ROCM_USE_AITER=1 \
   -e VLLM_ROCM_QUICK_REDUCE_QUANTIZATION=INT4 \
-  -e GPTOSS_STACK_SPEC='{"stack":"mi300x-vllm","backend":"vllm","model":"openai/gpt-oss-120b","gpu":"mi300x-192gb","gpu_count":8,"tensor_parallel":8,"max_model_len":131072,"speculative":"none","fit_check":"strict","host":"0.0.0.0","port":8000,"api_key_mode":"auto","target":"docker","docker":{"host":"ssh://ubuntu@gpu-mi300x.internal","publish_address":"0.0.0.0","cache_volume":"gptoss-cache","shm_size_mb":16384,"restart":"unless-stopped"},"image":{"registry":"ghcr.io/your-org","registry_username":"your-org-bot","allow_unpinned_base":false},"env":{},"extra_args":[]}' \
+  -e GPTOSS_STACK_SPEC='{"stack":"mi300x-vllm","backend":"vllm","model":"openai/gpt-oss-120b","gpu":"mi300x-192gb","gpu_count":8,"tensor_parallel":8,"max_model_len":131072,"speculative":"none","fit_check":"strict","profile":"interactive","host":"0.0.0.0","port":8000,"api_key_mode":"auto","target":"docker","docker":{"host":"ssh://ubuntu@gpu-mi300x.internal","publish_address":"0.0.0.0","cache_volume":"gptoss-cache","shm_size_mb":16384,"restart":"unless-stopped"},"image":{"registry":"ghcr.io/your-org","registry_username":"your-org-bot","allow_unpinned_base":false},"env":{},"extra_args":[]}' \
   -e API_KEY \
   "$IMAGE"
