@@ -34,7 +34,7 @@ def render(c, stack=None, all=False, out=None):
     names = list_stacks() if all else [stack]
     out_root = Path(out) if out else None
     table = Table(title="rendered stacks")
-    for col in ("stack", "backend", "model", "gpu", "TP", "context", "seqs", "fit", "files"):
+    for col in ("stack", "backend", "model", "gpu", "TP", "context", "seqs", "KV tokens", "full-length seqs", "files"):
         table.add_column(col)
     failed: list[str] = []
     for name in names:
@@ -52,11 +52,13 @@ def render(c, stack=None, all=False, out=None):
             first = (str(exc).splitlines() or [""])[0][:300]
             console.print(f"{name}: {type(exc).__name__}: {first}", style="red", markup=False, highlight=False)
             continue
+        fit = plan.fit_figures  # the engine's predicted accounting (infra.fit)
         for w in plan.warnings:
             console.print(f"[yellow]{name}: {w}[/yellow]")
         table.add_row(name, plan.backend, plan.model.split("/")[1], plan.gpu, str(plan.tensor_parallel),
                       str(plan.settings["max_model_len"]), str(plan.settings["max_num_seqs"]),
-                      "ok" if plan.fit else "at start", _rel(path))
+                      f"{fit['kv_tokens']:,}" if fit else "at start",
+                      f"{fit['max_concurrency_at_max_model_len']:.2f}" if fit else "at start", _rel(path))
     console.print(table)
     if failed:
         console.print(f"{len(failed)} of {len(names)} stack(s) not rendered: {', '.join(failed)}",
