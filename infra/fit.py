@@ -195,9 +195,10 @@ def _sglang(i: FitInputs, weights: int, torch_total: int) -> dict[str, Any]:
     activation = int(e["activation_gib_per_token"] * i.max_num_batched_tokens * GiB)
     graphs = int(e["cuda_graph_gib"] * GiB)
     non_torch = int(e["start_used_gib"] * GiB)
-    outside_ok = reserved >= activation + graphs
-    concurrency = full_tokens / i.max_model_len if outside_ok else 0.0
-    longest = min(full_tokens, m.max_position_embeddings) if outside_ok else 0
+    # What stays outside the pool (graphs, activations) is reported, not enforced: the graph figure is
+    # 120b's at 128 decode batch sizes and would wrongly refuse smaller models and cards.
+    concurrency = full_tokens / i.max_model_len
+    longest = min(full_tokens, m.max_position_embeddings)
     return dict(budget_bytes=total - reserved, activation_bytes=activation, cuda_graph_bytes=graphs,
                 non_torch_bytes=non_torch, kv_cache_bytes=pool, kv_tokens=full_tokens,
                 max_concurrency=concurrency, longest_context=longest - longest % 256, swa_tokens=swa_tokens)

@@ -111,7 +111,8 @@ class Launch:
             "settings": {k: self.plan.settings.get(k) for k in (
                 "max_model_len", "max_num_seqs", "gpu_memory_fraction", "max_num_batched_tokens",
                 "attention_backend", "kv_cache_dtype", "tool_call_parser", "reasoning_parser")},
-            "fit": self.plan.fit, "summary": self.summary, "warnings": self.warnings,
+            "fit": self.plan.fit_figures, "fit_summary": self.plan.fit, "summary": self.summary,
+            "warnings": self.warnings,
         }
 
 

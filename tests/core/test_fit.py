@@ -10,7 +10,7 @@ from infra.fit import FitInputs, check_fit
 LOGS = Path(__file__).resolve().parents[1] / "fixtures" / "engine-logs"
 BIG, SMALL = get_model("openai/gpt-oss-120b"), get_model("openai/gpt-oss-20b")
 H200 = get_gpu("h200-141gb")
-VLLM_LOGS = sorted(LOGS.glob("vllm-0.26-*.log"))
+VLLM_LOGS = sorted(LOGS.glob("vllm-0.26-*.log")) + sorted((LOGS / "device").glob("vllm-0.26-*.log"))
 SGLANG_LOGS = sorted(LOGS.glob("sglang-0.5.15-*.log"))
 
 

@@ -82,11 +82,12 @@ def test_plain_setting_stored_as_secret_is_refused():
 
 
 def test_over_ambitious_fit_names_the_numbers_and_fixes():
-    config, secret_keys = pulumi_config("h100-vllm", overrides={"max_model_len": "131072", "max_num_seqs": "256"})
+    config, secret_keys = pulumi_config("h100-vllm", overrides={"max_model_len": "131072", "gpu_memory_fraction": "0.8"})
     error, monitor = _run_failing("h100-vllm", config, secret_keys)
     assert isinstance(error, FitError)
     message = str(error)
-    assert "max_model_len 131072" in message and "lower max_num_seqs" in message and "GiB" in message
+    # one full-length sequence must fit (not max_num_seqs of them); the fix names a context that does
+    assert "max_model_len 131072" in message and "lower max_model_len to" in message and "GiB" in message
     assert _registered(monitor) == []
 
 

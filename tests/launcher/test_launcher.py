@@ -184,7 +184,7 @@ def test_sglang_seed_variable(env, check):
 def test_seed_defaults():
     cfg = vllm_cfg(launch("vllm", "h100-2gpu.json"))  # seed 000 Configuration table
     assert (cfg["max-model-len"], cfg["gpu-memory-utilization"], cfg["max-num-seqs"], cfg["max-num-batched-tokens"],
-            cfg["port"]) == (32768, 0.9, 64, 8192, 8000)
+            cfg["port"]) == (32768, 0.9, 128, 8192, 8000)  # 128: the interactive profile
     assert cfg["async-scheduling"] and cfg["enable-prefix-caching"] and cfg["enable-chunked-prefill"]
     assert cfg["enable-auto-tool-choice"] and cfg["tool-call-parser"] == "openai"
     argv = launch("sglang", "h100-2gpu.json", MODEL="openai/gpt-oss-20b").argv  # seed 002 tables (no GPU preset for 20b TP1)
