@@ -312,7 +312,7 @@ def resolve_gpu(st: PlanState) -> PlanState:
                             f"give the container {spec.resolved_tp} GPUs or set TENSOR_PARALLEL_SIZE={detected.count}")
         gpu = detected.gpu
         if gpu.generic:  # not in gpus.yaml: its arch preset and NVML memory (infra.catalogue.generic_gpu)
-            st.warnings.append(generic_warning(gpu, spec.backend))
+            st.warnings.append(generic_warning(gpu, spec.backend, spec.model))
         if spec.gpu == "auto":
             gpu_count = detected.count if spec.tensor_parallel == "auto" and spec.model.endswith("120b") else spec.gpu_count
             gpu_count = max(gpu_count, spec.resolved_tp)

@@ -251,9 +251,11 @@ def generic_gpu(device_name: str, compute_capability: tuple[int, int], vram_byte
     return gpu
 
 
-def generic_warning(gpu: GPU, backend: str) -> str:
-    """What the plan says about a generic GPU (one sentence, with the way to a tuned preset)."""
-    presets_for_arch = [p.id for p in presets() if p.match.get("arch") == gpu.arch and p.match.get("backend") == backend]
+def generic_warning(gpu: GPU, backend: str, model: str) -> str:
+    """What the plan says about a generic GPU (one sentence, with the way to a tuned preset). Rows keyed to
+    a catalogue GPU id or to another model never apply to it, so they are not named."""
+    presets_for_arch = [p.id for p in presets() if p.match.get("arch") == gpu.arch and p.match.get("backend") == backend
+                        and "gpu" not in p.match and p.match.get("model", model) == model]
     preset = f"the {gpu.arch} preset ({', '.join(presets_for_arch)})" if presets_for_arch else "the engine defaults only"
     return (f"GPU {gpu.name!r} is not in the catalogue: planned as {gpu.id} ({gpu.arch}, {gpu.vram_gib:.1f} GiB "
             f"from NVML) with {preset}; add a row to infra/catalogue/gpus.yaml (see the README, Adding a GPU) "

@@ -43,16 +43,20 @@ def card(name: str, cc: tuple[int, int], mib: int, count: int = 1):
 @pytest.mark.parametrize("name", sorted(CARDS))
 def test_uncatalogued_gpu_is_planned_from_its_compute_capability_and_memory(name, backend):
     cc, mib, arch = CARDS[name]
-    lc = prepare(clean_env(MODEL="openai/gpt-oss-20b"), backend, card(name, cc, mib), dry_run=True)
+    # 64k context: SGLang's measured accounting leaves a 24 GB card under one 131,072-token sequence of 20b
+    # (the fit check's refusal is tested in tests/core); this test is about how the card is identified.
+    lc = prepare(clean_env(MODEL="openai/gpt-oss-20b", MAX_MODEL_LEN="65536"), backend, card(name, cc, mib), dry_run=True)
     gpu = lc.detection.gpu
     assert gpu.generic and gpu.arch == arch and gpu.vram_bytes == mib * MiB and gpu.compute_capability == cc
     assert lc.plan.gpu == gpu.id and get_gpu(gpu.id) is gpu
     warning = next(w for w in lc.warnings if "is not in the catalogue" in w)
     assert name in warning and "gpus.yaml" in warning
-    presets = [p for p in lc.plan.provenance.values() if p.startswith("preset ")]
+    # Profile rows (interactive/throughput) apply to every GPU; the arch rows are what the card decides.
+    presets = [p for p in lc.plan.provenance.values()
+               if p.startswith("preset ") and not p.startswith((f"preset {backend}-interactive", f"preset {backend}-throughput"))]
     if arch in ("ampere", "ada") or (backend == "vllm" and arch == "hopper"):
         assert f"{backend}-{arch}" in warning and any(f"preset {backend}-{arch} " in p for p in presets)
-    else:  # no arch row for this backend (sm_120 everywhere, SGLang on Hopper): engine defaults, and the plan says so
+    else:  # no arch row for this backend and model (sm_120 everywhere, SGLang on Hopper): the plan says so
         assert "engine defaults only" in warning and not presets
     # The architecture's own rules follow: FlashAttention 3 (FLASH_ATTN) only on Hopper.
     if backend == "vllm":
