@@ -15,7 +15,7 @@ from urllib.parse import urlparse
 
 from infra import constants as C
 from infra.plan import build_plan
-from infra.templating import render_template
+from infra.templating import render_template, sh_quote
 
 
 def endpoint_base_url(spec) -> str:
@@ -36,34 +36,56 @@ def endpoint_base_url(spec) -> str:
     return "http://<pod-public-ip>:<tcp-port-for-8000>/v1"
 
 
-def _gpu_devices(spec, plan) -> str:
+
+
+def _gpu_devices(spec, plan) -> list[str]:
     """docker run flags that hand the GPUs to the container."""
     gpu = spec.gpu_info
     if gpu is not None and gpu.vendor == "amd":
         # ROCm: the kernel driver and render nodes, not the NVIDIA runtime's --gpus.
-        return "--device /dev/kfd --device /dev/dri --group-add video --security-opt seccomp=unconfined"
+        return ["--device", "/dev/kfd", "--device", "/dev/dri", "--group-add", "video", "--security-opt", "seccomp=unconfined"]
     t = spec.target_settings
     if spec.target == "docker" and t.device_ids:
-        return "--gpus " + shlex.quote(f"\"device={','.join(t.device_ids)}\"")
-    return f"--gpus {plan.gpu_count}"
+        # The quotes are Docker's: a comma-separated list is one CSV field of the --gpus value.
+        return ["--gpus", f"\"device={','.join(t.device_ids)}\""]
+    return ["--gpus", str(plan.gpu_count)]
+
+
+def image_ref(plan) -> str:
+    image = plan.image
+    repo = f"{image['registry']}/{image['repository']}" if image["registry"] else image["repository"]
+    return f"{repo}:{image['tag']}"
+
+
+def docker_run_lines(spec, plan, image: str | None = None) -> list[list[str]]:
+    """The `docker run` that docker-run.sh execs, as the words docker receives, one group per script
+    line (the script is these words shell-quoted; `image` defaults to the plan's image ref)."""
+    t = spec.target_settings
+    docker = spec.target == "docker"
+    name = t.container_name if docker and t.container_name else f"gptoss-{plan.stack or 'stack'}"
+    publish = t.publish_address if docker else "127.0.0.1"
+    port = (t.publish_port or plan.port) if docker else plan.port
+    address = f"[{publish}]" if ":" in publish else publish
+    lines = [
+        ["run", "--rm", "--name", name],
+        [*_gpu_devices(spec, plan), "--ipc=host", "--shm-size", f"{t.shm_size_mb if docker else 16384}m"],
+        ["-p", f"{address}:{port}:{plan.port}"],
+        ["-v", f"{t.cache_volume if docker else 'gptoss-cache'}:{C.CACHE_ROOT}"],
+    ]
+    lines += [["-e", f"{k}={v}"] for k, v in plan.env.items()]
+    lines += [["-e", k] for k in plan.secret_env]  # by name: docker copies the value from the caller's env
+    lines.append([image or image_ref(plan)])
+    return lines
 
 
 def render_plan_files(spec, plan) -> dict[str, str]:
     """All files for one stack, name -> content."""
-    t = spec.target_settings
-    docker = spec.target == "docker"
-    image = plan.image
-    repo = f"{image['registry']}/{image['repository']}" if image["registry"] else image["repository"]
+    lines = docker_run_lines(spec, plan, image="$IMAGE")
     ctx = {
         "plan": plan,
-        "image_ref": f"{repo}:{image['tag']}",
-        "container_name": (t.container_name if docker and t.container_name else f"gptoss-{plan.stack or 'stack'}"),
-        "gpu_devices": _gpu_devices(spec, plan),
-        "shm_size_mb": t.shm_size_mb if docker else 16384,
-        "publish_address": t.publish_address if docker else "127.0.0.1",
-        "publish_port": (t.publish_port or plan.port) if docker else plan.port,
-        "cache_volume": t.cache_volume if docker else "gptoss-cache",
-        "cache_root": C.CACHE_ROOT,
+        "image_ref": image_ref(plan),
+        # Every word quoted where it is written; "$IMAGE" is the one expansion the script makes.
+        "docker_lines": [" ".join('"$IMAGE"' if w == "$IMAGE" else sh_quote(w) for w in line) for line in lines],
     }
     files = dict(plan.files)
     files["launch.json"] = json.dumps(plan.to_launch_json(), indent=2, sort_keys=False) + "\n"

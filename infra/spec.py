@@ -9,7 +9,11 @@ Fields left unset (None) are filled by the plan from the catalogue default and G
 from __future__ import annotations
 
 import difflib
-from typing import Any, Literal, Mapping
+import ipaddress
+import re
+import unicodedata
+from typing import Any, Iterator, Literal, Mapping
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -21,14 +25,91 @@ from infra.catalogue import get_gpu, get_model, gpu_ids
 GpuId = str
 
 
+# ---------------------------------------------------------------- input hygiene
+# Every string of a stack reaches a shell script, a command line, a YAML file or a terminal, so each is
+# checked here, where the spec is read (the stack file, the Pulumi program and the launcher all come
+# through StackSpec._cross_check), before anything is rendered or created.
+
+SHOWN_MAX = 80  # characters of a value an error message shows
+# sha256 digests as Docker and OCI write them (lower-case hex).
+_DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
+# Docker's container and volume names (moby daemon/names: restricted name chars).
+DOCKER_NAME = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]{1,127}")
+ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")
+STACK_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")  # what Pulumi allows in a stack name
+_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+HOSTNAME = re.compile(rf"{_LABEL}(?:\.{_LABEL})*")
+K8S_LABEL = re.compile(r"[a-z0-9](?:[-a-z0-9]{0,61}[a-z0-9])?")  # RFC 1123 label (namespaces)
+# distribution/reference grammar: domain[:port], lower-case path components, tag.
+_DOMAIN = rf"(?:{_LABEL}(?:\.{_LABEL})*|\[[0-9a-fA-F:]+\])(?::[0-9]{{1,5}})?"
+_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
+_TAG = r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}"
+REGISTRY = re.compile(rf"{_DOMAIN}(?:/{_COMPONENT})*")
+REPOSITORY = re.compile(rf"{_COMPONENT}(?:/{_COMPONENT})*")
+TAG = re.compile(_TAG)
+IMAGE_REF = re.compile(rf"(?:{_DOMAIN}/)?{_COMPONENT}(?:/{_COMPONENT})*(?::{_TAG})?(?:@{_DIGEST.pattern})?")
+VERSION = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,63}")
+DEVICE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9/_-]{0,127}")  # an index, GPU-<uuid> or MIG-<uuid>
+_USERINFO = re.compile(r"(^|://)([^/@:\s]*):[^/@\s]*@")
+
+
+def mask_credentials(text: str) -> str:
+    """`ssh://root:pw@host` -> `ssh://root:***@host`, `user:token@ghcr.io` -> `user:***@ghcr.io`."""
+    return _USERINFO.sub(r"\1\2:***@", text)
+
+
+def shown(value: Any, limit: int = SHOWN_MAX) -> str:
+    """A value as an error message shows it: repr (control characters escaped), credentials in URLs
+    masked, cut to `limit` characters so a huge value cannot flood a terminal or a log."""
+    text = mask_credentials(repr(value))
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} chars)"
+
+
+def shown_arg(arg: str) -> str:
+    """An extra_args item as an error shows it: an option's name, never its value (it may be a secret)."""
+    if not arg.startswith("-"):
+        return "<value hidden>"
+    return arg.split("=", 1)[0] + ("=<hidden>" if "=" in arg else "")
+
+
+def control_character(text: str) -> str | None:
+    """The first control or line-separator character of `text` (None if there is none)."""
+    for ch in text:
+        if unicodedata.category(ch) in ("Cc", "Zl", "Zp"):
+            return ch
+    return None
+
+
+def iter_strings(value: Any, path: str) -> Iterator[tuple[str, str]]:
+    """(field path, string) for every string in a config value, dict keys included."""
+    if isinstance(value, str):
+        yield path, value
+    elif isinstance(value, Mapping):
+        for k, v in value.items():
+            yield from iter_strings(k, f"{path}.<key>")
+            yield from iter_strings(v, f"{path}.{k}")
+    elif isinstance(value, (list, tuple, set, frozenset)):
+        for i, v in enumerate(value):
+            yield from iter_strings(v, f"{path}[{i}]")
+
+
+def url_credentials(field: str, url: str, fix: str, stack: str | None) -> None:
+    """Refuse a password or token written into a URL (it would land in provider inputs, env and outputs)."""
+    userinfo = re.match(r"^(?:[a-z][a-z0-9+.-]*://)?([^/@]*)@", url)
+    if userinfo and (":" in userinfo.group(1) or not url.split("://", 1)[0].startswith("ssh")):
+        bare = url[:userinfo.start(1)] + "<credentials>" + url[userinfo.end(1):]
+        raise SpecError(field, bare, "carries credentials in the address (they would be stored and shown in plain text)", fix,
+                        stack=stack)
+
+
 class SpecError(ValueError):
     """A stack setting that cannot work: names the field, the value and the fix."""
 
     def __init__(self, field: str, value: Any, problem: str, fix: str, stack: str | None = None):
         self.field, self.value, self.problem, self.fix, self.stack = field, value, problem, fix, stack
-        where = f"stack {stack!r}: " if stack else ""
+        where = f"stack {shown(stack)}: " if stack else ""
         super().__init__(
-            f"{where}{C.CONFIG_NAMESPACE}:{field} = {value!r}: {problem}. Fix: {fix}"
+            f"{where}{C.CONFIG_NAMESPACE}:{field} = {shown(value)}: {problem}. Fix: {fix}"
         )
 
 
@@ -164,8 +245,8 @@ class ImageSpec(_Section):
     @field_validator("base_digest")
     @classmethod
     def _digest(cls, v: str | None) -> str | None:
-        if v is not None and not (v.startswith("sha256:") and len(v) == 71):
-            raise ValueError("must be sha256: followed by 64 hex digits")
+        if v is not None and not _DIGEST.fullmatch(v):
+            raise ValueError("must be sha256: followed by 64 lower-case hex digits")
         return v
 
 
@@ -258,9 +339,96 @@ class StackSpec(BaseModel):
         return self.api_key_mode != "none"
 
     # ---------------------------------------------------------------- checks
+
+    def _check_inputs(self) -> None:
+        """Strings that reach a shell, a command line or a file: no control characters anywhere, and
+        names, addresses and image references in the form the tool that reads them accepts."""
+        stack = self.stack or None
+        err = lambda f, v, p, fix: SpecError(f, v, p, fix, stack=stack)  # noqa: E731
+        if self.stack and not STACK_NAME.fullmatch(self.stack):
+            raise err("stack", self.stack, "is not a stack name", "use letters, digits, '.', '_' and '-' (Pulumi's stack names)")
+        for path, text in iter_strings(self.model_dump(exclude={"stack", "secrets_set"}), ""):
+            ch = control_character(text)
+            if ch is not None and not (path == ".ssh_public_key" and ch == "\n"):
+                hidden = path.startswith((".extra_args", ".env", ".ssh_public_key"))
+                raise err(path[1:], "<hidden>" if hidden else text,
+                          f"contains the control character {ch!r} (a line break would end a command or a comment line)",
+                          "remove it; write one value per list item")
+
+        if self.host.startswith("-") or not (HOSTNAME.fullmatch(self.host) or _is_ip(self.host)):
+            raise err("host", self.host, "is not an IP address or host name for the engine to bind",
+                      f"use {C.DEFAULT_HOST} (every interface in the container) or 127.0.0.1")
+        if self.served_model_name is not None and (not self.served_model_name.strip() or self.served_model_name.startswith("-")):
+            raise err("served_model_name", self.served_model_name, "must be a name that does not start with '-'",
+                      "use a name such as gpt-oss-120b, or leave it unset for the model id")
+        for name in self.env:
+            if not ENV_NAME.fullmatch(name):
+                raise err(f"env.{name}", "...", "is not an environment variable name",
+                          "use letters, digits and '_', not starting with a digit")
+
+        d = self.docker
+        if d is not None:
+            _check_docker_host(d.host, stack)
+            if not _is_ip(d.publish_address):
+                raise err("docker.publish_address", d.publish_address, "Docker publishes ports on an IP address only",
+                          "use 127.0.0.1 (this host only) or 0.0.0.0 (every interface)")
+            if not DOCKER_NAME.fullmatch(d.cache_volume):
+                path = d.cache_volume.startswith(("/", ".", "~"))
+                raise err("docker.cache_volume", d.cache_volume,
+                          "is a host path, not a Docker volume name" if path else "is not a Docker volume name",
+                          "use a volume name such as gptoss-cache (letters, digits, '_', '.', '-'); the deploy creates it")
+            if d.container_name is not None and not DOCKER_NAME.fullmatch(d.container_name):
+                raise err("docker.container_name", d.container_name, "is not a Docker container name",
+                          "use letters, digits, '_', '.' and '-', starting with a letter or digit")
+            for i, dev in enumerate(d.device_ids or ()):
+                if not DEVICE_ID.fullmatch(dev):
+                    raise err(f"docker.device_ids[{i}]", dev, "is not a GPU index or UUID",
+                              "use indices (0, 1) or UUIDs from `nvidia-smi -L`, one per list item")
+        k = self.kubernetes
+        if k is not None:
+            if not K8S_LABEL.fullmatch(k.namespace):
+                raise err("kubernetes.namespace", k.namespace, "is not a Kubernetes namespace name",
+                          "use lower-case letters, digits and '-' (at most 63), e.g. gptoss")
+            url_credentials("kubernetes.autoscaling.prometheus_address", k.autoscaling.prometheus_address,
+                            "use an address without user:password@ (give Prometheus auth to KEDA, not the stack)", stack)
+
+        img = self.image
+        if img.registry is not None:
+            url_credentials("image.registry", img.registry,
+                            f"set image.registry to the bare address (e.g. ghcr.io/org), image.registry_username to the user, and "
+                            f"`pulumi config set --secret {C.CONFIG_NAMESPACE}:registry_password <token>`", stack)
+            if not REGISTRY.fullmatch(img.registry):
+                raise err("image.registry", img.registry, "is not a registry address",
+                          "use host[:port][/lower-case-path], e.g. ghcr.io/acme or localhost:5000")
+        for name, pattern, fix in (
+                ("repository", REPOSITORY, "use lower-case letters, digits, '.', '_', '-' and '/', e.g. gptoss-vllm"),
+                ("tag", TAG, "use letters, digits, '_', '.' and '-' (at most 128), e.g. 0.33.0-cuda"),
+                ("base_image", IMAGE_REF, "use a reference such as vllm/vllm-openai:v0.33.0 (the digest goes in image.base_digest)"),
+                ("engine_version", VERSION, "use a version such as 0.33.0"),
+                ("registry_username", re.compile(r"[A-Za-z0-9][A-Za-z0-9._@+-]{0,127}"), "use the registry user name (the password is the registry_password secret)")):
+            value = getattr(img, name)
+            if value is not None and not pattern.fullmatch(value):
+                raise err(f"image.{name}", value, f"is not a valid image {name.replace('_', ' ')}", fix)
+
+    def exposure_warnings(self) -> list[str]:
+        """api_key_mode: none where the port is reachable beyond this host: allowed, said out loud."""
+        if self.api_key_mode != "none":
+            return []
+        where = None
+        if self.target == "docker" and not self.loopback_only:
+            where = f"docker.publish_address {self.target_settings.publish_address}"
+        elif self.target == "kubernetes" and self.target_settings.service_type != "ClusterIP":
+            where = f"a {self.target_settings.service_type} service"
+        elif self.target == "runpod":
+            where = "the pod's public ports"
+        if where is None:
+            return []
+        return [f"api_key_mode: none with the API on {where}: anyone who can reach it can use the model; "
+                "use api_key_mode: auto (or publish on 127.0.0.1)"]
     def _cross_check(self) -> None:
         """Every rule that spans fields. Raises SpecError naming field, value and fix."""
         err = lambda f, v, p, fix: SpecError(f, v, p, fix, stack=self.stack or None)  # noqa: E731
+        self._check_inputs()
         model = self.model_info
         gpu = self.gpu_info
 
@@ -350,10 +518,14 @@ class StackSpec(BaseModel):
                           f"use a secret config key ({', '.join(C.SECRET_KEYS)}) instead")
         for i, arg in enumerate(self.extra_args):
             if arg.split("=", 1)[0] in ("--api-key", "--hf-token"):
-                raise err(f"extra_args[{i}]", arg, "secrets on the command line show up in `ps` and in Pulumi state",
+                raise err(f"extra_args[{i}]", shown_arg(arg), "secrets on the command line show up in `ps` and in Pulumi state",
                           "set the api_key / hf_token secret config key instead")
+            if arg.split("=", 1)[0] == "--config":
+                raise err(f"extra_args[{i}]", shown_arg(arg),
+                          "the launcher owns the engine's --config file (the rendered settings; SGLang's API key)",
+                          "give the options themselves as extra_args items or stack fields")
         if self.extra_args and not self.extra_args[0].startswith("-"):
-            raise err("extra_args[0]", self.extra_args[0], "must start with an option (e.g. --max-log-len)",
+            raise err("extra_args[0]", shown_arg(self.extra_args[0]), "must start with an option (e.g. --max-log-len)",
                       "write each option and its value as separate list items")
 
     def check_deploy_secrets(self) -> None:
@@ -374,6 +546,39 @@ class StackSpec(BaseModel):
         for key in ("backend", "model", "gpu", "target"):
             data[key] = getattr(self, key)
         return data
+
+
+def _is_ip(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _check_docker_host(host: str, stack: str | None) -> None:
+    """unix:///path, ssh://[user@]host[:port] (key auth: ssh-agent or ~/.ssh/config) or tcp://host:port."""
+    field = "docker.host"
+    url_credentials(field, host, "remove the password: Docker's ssh:// transport logs in with your SSH key "
+                    "(ssh-agent or ~/.ssh/config), so write ssh://user@host", stack)
+    if host.startswith("unix://"):
+        if not re.fullmatch(r"/[A-Za-z0-9._/-]+", host[len("unix://"):]):
+            raise SpecError(field, host, "is not a socket path", "use unix:///var/run/docker.sock", stack=stack)
+        return
+    parts = urlsplit(host)
+    try:
+        port = parts.port
+    except ValueError:
+        port = -1
+    name = parts.hostname or ""
+    ok_host = (HOSTNAME.fullmatch(name) or _is_ip(name)) and not name.startswith("-")
+    ok_user = parts.username is None or re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,63}", parts.username)
+    if not ok_host or not ok_user or port == -1 or parts.path not in ("", "/") or parts.query or parts.fragment:
+        raise SpecError(field, host, "is not a Docker daemon address",
+                        "use ssh://user@gpu-host[:port] or tcp://host:2376 (a host name or IP, no options or paths)",
+                        stack=stack)
+    if parts.scheme == "tcp" and port is None:
+        raise SpecError(field, host, "tcp:// needs a port", "use tcp://host:2376", stack=stack)
 
 
 _FIELDS = [f for f in StackSpec.model_fields if f not in ("stack", "secrets_set")]

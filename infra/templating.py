@@ -15,6 +15,24 @@ import yaml
 from infra import constants as C
 
 
+def sh_quote(value: Any) -> str:
+    """One shell word that bash reads back as exactly `value`, on one line: shlex.quote, or ANSI-C
+    $'...' quoting when the text holds control characters (the spec refuses those; this keeps a
+    comment line or a command line whole even so)."""
+    text = str(value)
+    if not any(ord(c) < 32 or ord(c) == 127 for c in text):
+        return shlex.quote(text)
+    out = []
+    for c in text:
+        if c in "\\'":
+            out.append("\\" + c)
+        elif ord(c) < 32 or ord(c) == 127:
+            out.append(f"\\x{ord(c):02x}")
+        else:
+            out.append(c)
+    return "$'" + "".join(out) + "'"
+
+
 def _yaml_scalar(value: Any) -> str:
     return yaml.safe_dump(value, default_flow_style=True, width=10_000).strip().removesuffix("...").strip()
 
@@ -28,7 +46,7 @@ def environment() -> jinja2.Environment:
         autoescape=False,
     )
     env.filters["yaml_scalar"] = _yaml_scalar
-    env.filters["shquote"] = lambda v: shlex.quote(str(v))
+    env.filters["shquote"] = sh_quote
     return env
 
 

@@ -296,7 +296,7 @@ def test_ssh_host_on_loopback_gets_a_tunnel_command():
     run = run_stack("h100-vllm", overrides=overrides)
     out = run.stack_outputs
     assert out["endpoint_url"] == "http://127.0.0.1:8000/v1"
-    assert out["tunnel_command"] == ["ssh", "-p", "2222", "-N", "-L", "8000:127.0.0.1:8000", "ops@gpu-box"]
+    assert out["tunnel_command"] == ["ssh", "-p", "2222", "-N", "-L", "8000:127.0.0.1:8000", "--", "ops@gpu-box"]
     assert out["logs_command"][:3] == ["docker", "-H", "ssh://ops@gpu-box:2222"]
 
 

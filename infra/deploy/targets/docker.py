@@ -8,7 +8,6 @@ healthcheck sized for model loading, restart policy, labels).
 """
 from __future__ import annotations
 
-import ipaddress
 from urllib.parse import urlsplit
 
 import pulumi
@@ -67,7 +66,8 @@ def tunnel_command(spec) -> list[str] | None:
     if dest is None or settings.publish_address not in LOOPBACK:
         return None
     port = published_port(spec)
-    argv = ["ssh", "-N", "-L", f"{port}:127.0.0.1:{port}", dest]
+    # `--` ends ssh's options: a destination can never be read as one (-oProxyCommand=...).
+    argv = ["ssh", "-N", "-L", f"{port}:127.0.0.1:{port}", "--", not_an_option(dest, "docker.host", spec)]
     ssh_port = urlsplit(settings.host).port
     if ssh_port:
         argv[1:1] = ["-p", str(ssh_port)]
@@ -79,7 +79,16 @@ def logs_command(stack: str, spec) -> list[str]:
     argv = ["docker"]
     if host != "unix:///var/run/docker.sock":
         argv += ["-H", host]
-    return argv + ["logs", "--tail", "200", container_name(stack, spec)]
+    return argv + ["logs", "--tail", "200", "--", not_an_option(container_name(stack, spec), "docker.container_name", spec)]
+
+
+def not_an_option(word: str, field: str, spec) -> str:
+    """A host or name placed where a command reads options; the spec refuses these already, this
+    keeps a command built from anything else from turning into an option (--help, -oProxyCommand=)."""
+    if not word or word.startswith("-"):
+        raise SpecError(field, word, "would be read as a command-line option", "use a name that starts with a letter or digit",
+                        stack=spec.stack or None)
+    return word
 
 
 def gpu_devices(spec, plan) -> dict:
@@ -125,14 +134,8 @@ class DockerTarget:
     name = "docker"
 
     def validate(self, spec, plan) -> None:
+        # docker.host, publish_address and the names are checked where the spec is read (infra.spec).
         settings = spec.target_settings
-        if settings.host.startswith("ssh://") and not urlsplit(settings.host).hostname:
-            raise SpecError("docker.host", settings.host, "has no host name", "use ssh://user@gpu-host", stack=spec.stack or None)
-        try:
-            ipaddress.ip_address(settings.publish_address)
-        except ValueError:
-            raise SpecError("docker.publish_address", settings.publish_address, "Docker publishes ports on an IP address only",
-                            "use 127.0.0.1 (this host only) or 0.0.0.0 (every interface)", stack=spec.stack or None) from None
         gpu = spec.gpu_info
         if settings.device_ids and gpu is not None and len(settings.device_ids) < int(plan.gpu_count):
             raise SpecError("docker.device_ids", settings.device_ids,

@@ -7,7 +7,8 @@
 # Secrets are read from YOUR shell environment and passed by name only: API_KEY.
 set -euo pipefail
 : "${API_KEY:?export API_KEY (the key clients must send as 'Authorization: Bearer ...') first}"
-IMAGE="${IMAGE:-ghcr.io/your-org/gptoss-sglang:0.5.23-cuda}"
+DEFAULT_IMAGE=ghcr.io/your-org/gptoss-sglang:0.5.23-cuda
+IMAGE="${IMAGE:-$DEFAULT_IMAGE}"
 exec docker run --rm --name gptoss-a100-sglang \
   --gpus 1 --ipc=host --shm-size 16384m \
   -p 0.0.0.0:8000:8000 \
@@ -20,6 +21,6 @@ exec docker run --rm --name gptoss-a100-sglang \
   -e XDG_CACHE_HOME=/cache \
   -e CUDA_CACHE_PATH=/cache/cuda \
   -e TORCH_EXTENSIONS_DIR=/cache/torch_extensions \
-  -e GPTOSS_STACK_SPEC='{"stack":"a100-sglang","backend":"sglang","model":"openai/gpt-oss-120b","gpu":"a100-80gb","gpu_count":1,"tensor_parallel":"auto","max_model_len":16384,"speculative":"none","fit_check":"strict","profile":"interactive","host":"0.0.0.0","port":8000,"api_key_mode":"auto","target":"docker","docker":{"host":"ssh://ubuntu@gpu-a100.internal","publish_address":"0.0.0.0","cache_volume":"gptoss-cache","shm_size_mb":16384,"restart":"unless-stopped"},"image":{"registry":"ghcr.io/your-org","registry_username":"your-org-bot","allow_unpinned_base":false},"env":{},"extra_args":[]}' \
+  -e 'GPTOSS_STACK_SPEC={"stack":"a100-sglang","backend":"sglang","model":"openai/gpt-oss-120b","gpu":"a100-80gb","gpu_count":1,"tensor_parallel":"auto","max_model_len":16384,"speculative":"none","fit_check":"strict","profile":"interactive","host":"0.0.0.0","port":8000,"api_key_mode":"auto","target":"docker","docker":{"host":"ssh://ubuntu@gpu-a100.internal","publish_address":"0.0.0.0","cache_volume":"gptoss-cache","shm_size_mb":16384,"restart":"unless-stopped"},"image":{"registry":"ghcr.io/your-org","registry_username":"your-org-bot","allow_unpinned_base":false},"env":{},"extra_args":[]}' \
   -e API_KEY \
   "$IMAGE"

@@ -7,7 +7,8 @@
 # Secrets are read from YOUR shell environment and passed by name only: API_KEY.
 set -euo pipefail
 : "${API_KEY:?export API_KEY (the key clients must send as 'Authorization: Bearer ...') first}"
-IMAGE="${IMAGE:-ghcr.io/your-org/gptoss-vllm:0.33.0-rocm}"
+DEFAULT_IMAGE=ghcr.io/your-org/gptoss-vllm:0.33.0-rocm
+IMAGE="${IMAGE:-$DEFAULT_IMAGE}"
 exec docker run --rm --name gptoss-mi300x-vllm \
   --device /dev/kfd --device /dev/dri --group-add video --security-opt seccomp=unconfined --ipc=host --shm-size 16384m \
   -p 0.0.0.0:8000:8000 \
@@ -24,6 +25,6 @@ exec docker run --rm --name gptoss-mi300x-vllm \
   -e AMDGCN_USE_BUFFER_OPS=0 \
   -e VLLM_ROCM_USE_AITER=1 \
   -e VLLM_ROCM_QUICK_REDUCE_QUANTIZATION=INT4 \
-  -e GPTOSS_STACK_SPEC='{"stack":"mi300x-vllm","backend":"vllm","model":"openai/gpt-oss-120b","gpu":"mi300x-192gb","gpu_count":8,"tensor_parallel":8,"max_model_len":131072,"speculative":"none","fit_check":"strict","profile":"interactive","host":"0.0.0.0","port":8000,"api_key_mode":"auto","target":"docker","docker":{"host":"ssh://ubuntu@gpu-mi300x.internal","publish_address":"0.0.0.0","cache_volume":"gptoss-cache","shm_size_mb":16384,"restart":"unless-stopped"},"image":{"registry":"ghcr.io/your-org","registry_username":"your-org-bot","allow_unpinned_base":false},"env":{},"extra_args":[]}' \
+  -e 'GPTOSS_STACK_SPEC={"stack":"mi300x-vllm","backend":"vllm","model":"openai/gpt-oss-120b","gpu":"mi300x-192gb","gpu_count":8,"tensor_parallel":8,"max_model_len":131072,"speculative":"none","fit_check":"strict","profile":"interactive","host":"0.0.0.0","port":8000,"api_key_mode":"auto","target":"docker","docker":{"host":"ssh://ubuntu@gpu-mi300x.internal","publish_address":"0.0.0.0","cache_volume":"gptoss-cache","shm_size_mb":16384,"restart":"unless-stopped"},"image":{"registry":"ghcr.io/your-org","registry_username":"your-org-bot","allow_unpinned_base":false},"env":{},"extra_args":[]}' \
   -e API_KEY \
   "$IMAGE"
