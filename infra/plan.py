@@ -30,7 +30,7 @@ from infra import constants as C
 from infra.catalogue import GPU, base_image, defaults, drafts, generic_warning, matching_presets
 from infra.envmap import SPEC_FIELDS, normalise, parse_env
 from infra.fit import FitError, FitInputs, FitReport, check_fit
-from infra.spec import SpecError, StackSpec, did_you_mean
+from infra.spec import SpecError, StackSpec, did_you_mean, shown_arg
 from infra.templating import render_template
 
 # Settings the plan resolves (engine-neutral names). Spec fields with these names are layer 3.
@@ -243,7 +243,7 @@ def _checked_extra_args(spec: StackSpec, warnings: list[str]) -> list[str]:
             skip_value = "=" not in tok
             continue
         if name not in known:
-            raise SpecError(f"extra_args[{i}]", tok, f"is not a {spec.backend} {C.ENGINE_VERSIONS[spec.backend]} option "
+            raise SpecError(f"extra_args[{i}]", shown_arg(tok), f"is not a {spec.backend} {C.ENGINE_VERSIONS[spec.backend]} option "
                             "(exact names only; the engine would stop at start)",
                             did_you_mean(name, sorted(known)), stack=spec.stack or None)
         out.append(tok)
@@ -393,6 +393,7 @@ def size_memory(st: PlanState) -> PlanState:
 def render_engine_args(st: PlanState) -> PlanState:
     """The engine command line and its config file, then extra_args (layer 5)."""
     spec = st.spec
+    st.warnings += spec.exposure_warnings()
     extra = _checked_extra_args(spec, st.warnings)
     served = spec.served_model_name or spec.model
     build = _vllm_argv if spec.backend == "vllm" else _sglang_argv

@@ -31,6 +31,7 @@ GpuId = str
 # through StackSpec._cross_check), before anything is rendered or created.
 
 SHOWN_MAX = 80  # characters of a value an error message shows
+MAX_STRING = 16384  # longest string a stack field may hold (a few SSH public keys fit)
 # sha256 digests as Docker and OCI write them (lower-case hex).
 _DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
 # Docker's container and volume names (moby daemon/names: restricted name chars).
@@ -348,6 +349,9 @@ class StackSpec(BaseModel):
         if self.stack and not STACK_NAME.fullmatch(self.stack):
             raise err("stack", self.stack, "is not a stack name", "use letters, digits, '.', '_' and '-' (Pulumi's stack names)")
         for path, text in iter_strings(self.model_dump(exclude={"stack", "secrets_set"}), ""):
+            if len(text) > MAX_STRING:
+                raise err(path[1:], "<long value>", f"is {len(text)} characters long (at most {MAX_STRING})",
+                          "shorten it; a stack holds names and settings, not files")
             ch = control_character(text)
             if ch is not None and not (path == ".ssh_public_key" and ch == "\n"):
                 hidden = path.startswith((".extra_args", ".env", ".ssh_public_key"))

@@ -49,6 +49,11 @@ def _decode(raw: Any) -> Any:
 
 def read_pulumi_config(namespace: str = C.CONFIG_NAMESPACE, stack: str | None = None) -> StackConfig:
     stack = stack or pulumi.get_stack()
+    from infra.stackfile import mistyped_namespace, namespace_error
+
+    for full_key in sorted(set(runtime_config.CONFIG.get()) | set(runtime_config.get_config_env())):
+        if mistyped_namespace(full_key):
+            raise namespace_error(full_key, stack)  # a mistyped key is never silently dropped
     cfg = pulumi.Config(namespace)
     plain: dict[str, Any] = {}
     secrets: dict[str, pulumi.Output[str]] = {}

@@ -23,11 +23,13 @@ import json
 import os
 import shlex
 import shutil
+import stat
 import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from secrets import token_hex
 from typing import Any, Mapping
 
 from infra import constants as C
@@ -121,7 +123,7 @@ class Launch:
 def spec_from_env(env: Mapping[str, str], backend: str):
     from pydantic import ValidationError
 
-    from infra.spec import SpecError, StackSpec
+    from infra.spec import SpecError, StackSpec, shown
 
     raw = env.get(C.SPEC_ENV)
     if raw:
@@ -129,6 +131,9 @@ def spec_from_env(env: Mapping[str, str], backend: str):
             data = json.loads(raw)
         except ValueError as exc:
             raise LaunchError(f"{C.SPEC_ENV} is not valid JSON ({exc}); it is written by the deploy: redeploy the stack") from None
+        if not isinstance(data, dict):
+            raise LaunchError(f"{C.SPEC_ENV} holds a JSON {type(data).__name__}, not the stack object the deploy writes: "
+                              "redeploy the stack (or unset it for the seeds' plain `docker run`)")
         if data.get("backend") not in (None, backend):
             raise LaunchError(f"{C.SPEC_ENV}: the stack is for backend {data.get('backend')!r} but this is the {backend} image; "
                               f"use the gptoss-{data.get('backend')} image")
@@ -149,7 +154,7 @@ def spec_from_env(env: Mapping[str, str], backend: str):
     except ValidationError as exc:
         first = exc.errors()[0]
         loc = ".".join(str(p) for p in first["loc"])
-        raise LaunchError(f"{C.SPEC_ENV}: {loc} = {first.get('input')!r}: {first['msg']}; redeploy with a valid stack") from None
+        raise LaunchError(f"{C.SPEC_ENV}: {loc} = {shown(first.get('input'))}: {first['msg']}; redeploy with a valid stack") from None
     except SpecError as exc:
         raise LaunchError(str(exc)) from None
     return spec
@@ -270,11 +275,10 @@ def prepare(env: Mapping[str, str], backend: str, snapshot=None, *, dry_run: boo
             inherited.discard("VLLM_API_KEY")
         else:
             # SGLang has no env var for it; its --config YAML (merged into its argv parser) is read
-            # from a 0600 file in a private tmpfs dir instead of the command line.
-            if "--config" in argv:
+            # from a 0600 file in a fresh 0700 directory instead of the command line.
+            if any(a.split("=", 1)[0] == "--config" for a in argv):
                 raise LaunchError("extra_args already pass --config to SGLang; remove it so the launcher can pass the API key safely")
-            base = runtime_dir or ("/dev/shm" if os.path.isdir("/dev/shm") else tempfile.gettempdir())
-            path = f"{base.rstrip('/')}/gptoss-secrets/sglang-secret.yaml"
+            path = f"{secret_dir(runtime_dir)}/sglang-secret.yaml"
             secret_files[path] = "api-key: " + json.dumps(api_key) + "\n"
             argv += ["--config", path]
 
@@ -318,15 +322,48 @@ def _summary(spec, plan, detection, backend, api_key, ssh, env) -> list[str]:
 
 def _write(path: str, text: str, mode: int, owner: tuple[int, int] | None) -> None:
     p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True, mode=0o700 if mode == 0o600 else 0o755)
+    p.parent.mkdir(parents=True, exist_ok=True, mode=0o755)
     fd = os.open(p, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
     with os.fdopen(fd, "w", encoding="utf-8") as fh:
         fh.write(text)
     os.chmod(p, mode)
     if owner and os.geteuid() == 0:
         os.chown(p, *owner)
-        if mode == 0o600:
-            os.chown(p.parent, *owner)
+
+
+SECRET_DIR_PREFIX = "gptoss-secrets-"
+
+
+def secret_dir(runtime_dir: str | None = None) -> str:
+    """A new, unguessable directory name for this start's secret file, in the container's own temp
+    dir ($TMPDIR or /tmp). Never /dev/shm: with --ipc=host that is the host's, shared by every stack."""
+    base = os.path.realpath(runtime_dir or tempfile.gettempdir())
+    if base == "/dev/shm" or base.startswith("/dev/shm/"):
+        base = "/tmp"
+    return f"{base.rstrip('/')}/{SECRET_DIR_PREFIX}{token_hex(16)}"
+
+
+def write_secret_file(path: str, text: str, owner: tuple[int, int] | None) -> None:
+    """Create `path` and its directory afresh: mkdir 0700 (fails on anything already there, a planted
+    symlink included), the file with O_EXCL|O_NOFOLLOW and 0600, both owned by the engine user. The
+    directories left by earlier starts of this container (restarts) are removed first."""
+    d = Path(path).parent
+    for old in d.parent.glob(SECRET_DIR_PREFIX + "*"):
+        st = os.lstat(old)
+        if stat.S_ISDIR(st.st_mode) and st.st_uid in {os.geteuid(), *(owner[:1] if owner else ())}:
+            shutil.rmtree(old, ignore_errors=True)
+    try:
+        os.mkdir(d, 0o700)
+        os.chmod(d, 0o700)  # exact, whatever the umask
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    except OSError as exc:
+        raise LaunchError(f"cannot create the API key file in {d}: {exc.strerror}; the launcher needs a writable "
+                          "temp dir ($TMPDIR or /tmp) in the container") from None
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        if owner and os.geteuid() == 0:
+            os.fchown(fh.fileno(), *owner)
+            os.lchown(d, *owner)
+        fh.write(text)
 
 
 def materialise_files(launch: Launch, owner: tuple[int, int] | None) -> None:
@@ -343,7 +380,7 @@ def materialise_files(launch: Launch, owner: tuple[int, int] | None) -> None:
             launch.argv = [str(alt) if a == path else a for a in launch.argv]
             launch.warnings.append(f"{p.parent} is read-only and holds other content; using {alt}")
     for path, text in launch.secret_files.items():
-        _write(path, text, 0o600, owner)
+        write_secret_file(path, text, owner)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -424,7 +461,11 @@ def run(launch: Launch, t0: float, say) -> int:
     if why:
         launch.warnings.append(why)
     owner = (user.pw_uid, user.pw_gid) if user else None
-    materialise_files(launch, owner)
+    try:
+        materialise_files(launch, owner)
+    except LaunchError as exc:
+        print(f"[gptoss] error: {exc}", file=sys.stderr, flush=True)
+        return exc.code
     for d in cache_dirs:
         try:
             Path(d).mkdir(parents=True, exist_ok=True)

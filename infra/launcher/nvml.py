@@ -71,14 +71,43 @@ class Snapshot:
 
 # ----------------------------------------------------------------------------- file format
 
+def _shown(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:60] + "..."
+
+
 def _int(d: dict, key: str, where: str) -> int:
+    value = d.get(key)
+    if isinstance(value, bool) or not isinstance(value, (int, str)):
+        raise ValueError(f"{where}: field {key!r} must be an integer, got {_shown(value)}")
     try:
-        return int(d[key])
-    except (KeyError, TypeError, ValueError):
-        raise ValueError(f"{where}: field {key!r} must be an integer, got {d.get(key)!r}") from None
+        return int(value)
+    except ValueError:
+        raise ValueError(f"{where}: field {key!r} must be an integer, got {_shown(value)}") from None
+
+
+def _opt_int(d: dict, key: str, where: str) -> int | None:
+    return None if d.get(key) is None else _int(d, key, where)
+
+
+def _pair(d: dict, key: str, where: str) -> tuple[int, int] | None:
+    value = d.get(key)
+    if value is None:
+        return None
+    if not (isinstance(value, (list, tuple)) and len(value) == 2 and all(type(v) is int for v in value)):
+        raise ValueError(f"{where}: field {key!r} must be a list of two integers such as [9, 0], got {_shown(value)}")
+    return int(value[0]), int(value[1])
+
+
+def _opt_str(d: dict, key: str, where: str, default: str | None = "") -> str | None:
+    value = d.get(key, default)
+    if value is not None and not isinstance(value, str):
+        raise ValueError(f"{where}: field {key!r} must be a string, got {_shown(value)}")
+    return value
 
 
 def snapshot_from_dict(data: dict[str, Any], where: str = "snapshot") -> Snapshot:
+    """A snapshot from its JSON form; a ValueError naming the file and the field for anything malformed."""
     if not isinstance(data, dict) or not isinstance(data.get("devices"), list):
         raise ValueError(f"{where}: expected an object with a 'devices' list (see infra/launcher/nvml.py)")
     devices = []
@@ -86,36 +115,42 @@ def snapshot_from_dict(data: dict[str, Any], where: str = "snapshot") -> Snapsho
         w = f"{where}: devices[{i}]"
         if not isinstance(row, dict) or not isinstance(row.get("name"), str):
             raise ValueError(f"{w}: needs a string 'name'")
-        cc = row.get("compute_capability")
+        mig_rows = row.get("mig_devices") or []
+        if not isinstance(mig_rows, list) or not all(isinstance(m, dict) for m in mig_rows):
+            raise ValueError(f"{w}: field 'mig_devices' must be a list of objects, got {_shown(mig_rows)}")
         migs = tuple(
             MigDevice(
-                index=_int(m, "index", f"{w}.mig_devices"),
-                name=str(m.get("name", "")),
-                uuid=str(m.get("uuid", "")),
-                memory_total=_int(m, "memory_total", f"{w}.mig_devices"),
-                memory_free=_int(m, "memory_free", f"{w}.mig_devices"),
-                memory_used=_int(m, "memory_used", f"{w}.mig_devices"),
+                index=_int(m, "index", f"{w}.mig_devices[{j}]"),
+                name=_opt_str(m, "name", f"{w}.mig_devices[{j}]"),
+                uuid=_opt_str(m, "uuid", f"{w}.mig_devices[{j}]"),
+                memory_total=_int(m, "memory_total", f"{w}.mig_devices[{j}]"),
+                memory_free=_int(m, "memory_free", f"{w}.mig_devices[{j}]"),
+                memory_used=_int(m, "memory_used", f"{w}.mig_devices[{j}]"),
             )
-            for m in row.get("mig_devices", ())
+            for j, m in enumerate(mig_rows)
         )
         devices.append(
             Device(
                 index=_int(row, "index", w),
                 name=row["name"],
-                uuid=str(row.get("uuid", "")),
+                uuid=_opt_str(row, "uuid", w),
                 memory_total=_int(row, "memory_total", w),
                 memory_free=_int(row, "memory_free", w),
                 memory_used=_int(row, "memory_used", w),
-                compute_capability=(int(cc[0]), int(cc[1])) if cc else None,
-                pci_bus_id=str(row.get("pci_bus_id", "")),
-                power_limit_mw=row.get("power_limit_mw"),
-                max_sm_clock=row.get("max_sm_clock"),
-                max_mem_clock=row.get("max_mem_clock"),
-                arch=row.get("arch"),
-                mig_mode=tuple(row.get("mig_mode") or (0, 0)),  # type: ignore[arg-type]
+                compute_capability=_pair(row, "compute_capability", w),
+                pci_bus_id=_opt_str(row, "pci_bus_id", w),
+                power_limit_mw=_opt_int(row, "power_limit_mw", w),
+                max_sm_clock=_opt_int(row, "max_sm_clock", w),
+                max_mem_clock=_opt_int(row, "max_mem_clock", w),
+                arch=_opt_int(row, "arch", w),
+                mig_mode=_pair(row, "mig_mode", w) or (0, 0),
                 mig_devices=migs,
             )
         )
+    for key in ("driver", "nvml", "_source"):
+        _opt_str(data, key, where)
+    if data.get("cuda_driver") is not None:
+        _int(data, "cuda_driver", where)
     return Snapshot(
         devices=tuple(devices),
         driver=str(data.get("driver", "")),

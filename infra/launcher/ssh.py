@@ -62,6 +62,10 @@ def plan_ssh(env: Mapping[str, str]) -> SshPlan:
         if source == "SSH_PUBLIC_KEY" and env.get("PUBLIC_KEY", "").strip():
             plan.warnings.append("SSH_PUBLIC_KEY and PUBLIC_KEY are both set; using SSH_PUBLIC_KEY")
     if password is not None:
+        if any(ord(c) < 32 or ord(c) == 127 for c in password):
+            # chpasswd reads user:password lines: a newline would set another user's password.
+            raise LaunchError("SSH_PASSWORD contains a line break or another control character (value not shown): "
+                              "use a single-line password, or a key (SSH_PUBLIC_KEY)")
         if len(password) < 8:
             raise LaunchError("SSH_PASSWORD is shorter than 8 characters: use a long random password, or a key (SSH_PUBLIC_KEY)")
         plan.password = password
