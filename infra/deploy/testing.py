@@ -260,7 +260,12 @@ def run_program(program: Callable[[], Any], *, project: str, stack: str, config:
     _settings.ROOT.set(None)
     # Pulumi's runtime creates futures on the current loop; an earlier asyncio.run() in the same
     # process (the endpoint tests' bench) leaves none set, so give it one, as a fresh process has.
-    asyncio.set_event_loop(asyncio.new_event_loop())
+    # Reuse a live loop: a new one per run leaks its selector and self-pipe (3 fds a run).
+    try:
+        if asyncio.get_event_loop().is_closed():
+            raise RuntimeError
+    except RuntimeError:
+        asyncio.set_event_loop(asyncio.new_event_loop())
     _mocks.set_mocks(monitor.mocks, project=project, stack=stack, preview=preview, monitor=monitor, logger=logger)
     # set_mocks made a root stack of its own; the program gets a fresh one, as under the CLI.
     _settings.ROOT.set(None)
