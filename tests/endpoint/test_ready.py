@@ -1,4 +1,4 @@
-"""wait-ready against a real llama-server, a server that is still starting, and nothing."""
+"""wait-ready against a real vLLM, a vLLM that is still starting, and nothing."""
 
 import sys
 import time
@@ -21,20 +21,15 @@ def test_ready_server(open_server, capsys):
 
 
 @pytest.mark.slow
-def test_waits_for_a_server_that_is_still_starting(llama_server_binary, tiny_model, tmp_path):
-    import threading
+def test_waits_for_a_server_that_is_still_starting(tmp_path):
+    from tests.vllm_cpu.server import make_server
 
-    from tools.llama.server import LlamaServer
-
-    srv = LlamaServer(llama_server_binary, tiny_model, log_path=tmp_path / "srv.log")
-    starter = threading.Timer(0.5, srv.start)  # the server comes up while we are already polling
-    starter.start()
+    srv = make_server(tmp_path / "starting").start(wait=False)  # vLLM needs 25-60 s to load here
     try:
-        res = wait_ready(resolve_target(url=srv.url, model=srv.alias), timeout=60, interval=0.05)
+        res = wait_ready(resolve_target(url=srv.url, model=srv.alias), timeout=300, interval=0.5)
     finally:
-        starter.join()
         srv.stop()
-    assert res.ready and res.polls >= 5  # the first polls found nothing listening
+    assert res.ready and res.polls >= 5  # the first polls found nothing ready
 
 
 @pytest.mark.slow

@@ -1,0 +1,60 @@
+"""Misconfigurations users hit, on the real vLLM (CPU): each fails the check that names it.
+
+Seen on vLLM 0.32: without `--tool-call-parser`/`--enable-auto-tool-choice` the tool call is silently
+dropped (content null, finish_reason 'stop'; with 'required', finish_reason 'tool_calls' and no
+tool_calls); a server started with a context below the stack's max_model_len serves fine until a
+long request comes; a wrong served model name gives 404s; a server not given the key answers 200."""
+
+import pytest
+
+from infra.endpoint.checks import CHECK_NAMES, SmokeConfig, run_checks
+from infra.endpoint.target import Target
+
+from .conftest import TEST_API_KEY
+
+pytestmark = pytest.mark.slow
+
+
+def _target(url: str, model: str, api_key: str | None = None) -> Target:
+    return Target(base_url=url + "/v1", health_url=url + "/health", model=model, api_key=api_key, backend="vllm")
+
+
+@pytest.fixture(scope="module")
+def misconfigured_server(tmp_path_factory):
+    """The local plan, but the user's config lost the tool parser lines, and --max-model-len 4096."""
+    from tests.vllm_cpu.server import make_server
+
+    srv = make_server(tmp_path_factory.mktemp("vllm-misconfigured"), max_model_len=4096,
+                      drop_config=("tool-call-parser", "enable-auto-tool-choice")).start()
+    yield srv
+    srv.stop()
+
+
+def test_no_tool_parser_and_short_context_fail_their_checks(misconfigured_server):
+    srv = misconfigured_server
+    report = run_checks(_target(srv.url, srv.alias), SmokeConfig(max_model_len=32768))
+    st = {c.name: c.status for c in report.checks}
+    detail = {c.name: c.detail for c in report.checks}
+    assert {n for n, s in st.items() if s == "fail"} == {
+        "models", "tool_call", "tool_call_stream", "tool_choice_required", "tool_loop"}, detail
+    assert "max_model_len is 4096, the stack expects 32768" in detail["models"]
+    assert "finish_reason is 'tool_calls' but the reply has no tool_calls" in detail["tool_choice_required"]
+    assert "no tool_calls" in detail["tool_call"]
+    assert st["chat"] == st["stream"] == st["reasoning"] == "pass"
+
+
+def test_wrong_served_model_name_fails_models(open_server):
+    report = run_checks(_target(open_server.url, "openai/gpt-oss-120b"), SmokeConfig(only=("models", "chat")))
+    by = report.by_name()
+    assert by["models"].status == "fail" and "is not listed" in by["models"].detail
+    assert by["chat"].status == "fail" and "404" in by["chat"].detail
+
+
+def test_server_not_given_the_key_fails_auth(open_server):
+    report = run_checks(_target(open_server.url, open_server.alias, TEST_API_KEY), SmokeConfig(only=("auth",)))
+    auth = report.by_name()["auth"]
+    assert auth.status == "fail" and "got HTTP 200, expected 401" in auth.detail
+
+
+def test_every_check_is_named():
+    assert "tool_choice_required" in CHECK_NAMES
