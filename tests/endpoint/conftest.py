@@ -37,24 +37,32 @@ def _progress(msg: str) -> None:
     logging.getLogger("tests.endpoint").info(msg)
 
 
-def _vllm(tmp_path_factory, name: str, api_key: str | None, **kw):
+def start_visibly(request, make):
+    """Build/start with pytest's output capture off, so the venv build and vLLM start-up progress
+    lines reach the terminal and the CI log (a capture would keep them until the end)."""
+    capman = request.config.pluginmanager.getplugin("capturemanager")
+    with capman.global_and_fixture_disabled():
+        return make().start()
+
+
+def _vllm(request, tmp_path_factory, name: str, api_key: str | None, **kw):
     from tests.vllm_cpu.server import make_server
 
-    return make_server(tmp_path_factory.mktemp(name), api_key=api_key, **kw)
+    return start_visibly(request, lambda: make_server(tmp_path_factory.mktemp(name), api_key=api_key, **kw))
 
 
 @pytest.fixture(scope="session")
-def open_server(tmp_path_factory):
+def open_server(request, tmp_path_factory):
     """vLLM (CPU) from the local stack's rendered plan, no API key (loopback only)."""
-    srv = _vllm(tmp_path_factory, "vllm-open", None).start()
+    srv = _vllm(request, tmp_path_factory, "vllm-open", None)
     yield srv
     srv.stop()
 
 
 @pytest.fixture(scope="session")
-def keyed_server(tmp_path_factory):
+def keyed_server(request, tmp_path_factory):
     """The same plan with an API key (VLLM_API_KEY, as the plan's secrets say)."""
-    srv = _vllm(tmp_path_factory, "vllm-keyed", TEST_API_KEY).start()
+    srv = _vllm(request, tmp_path_factory, "vllm-keyed", TEST_API_KEY)
     yield srv
     srv.stop()
 

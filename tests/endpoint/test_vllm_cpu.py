@@ -10,7 +10,7 @@ import pytest
 from infra.endpoint.checks import CHECK_NAMES, SmokeConfig, run_checks
 from infra.endpoint.target import Target
 
-from .conftest import TEST_API_KEY
+from .conftest import TEST_API_KEY, start_visibly
 
 pytestmark = pytest.mark.slow
 
@@ -20,12 +20,13 @@ def _target(url: str, model: str, api_key: str | None = None) -> Target:
 
 
 @pytest.fixture(scope="module")
-def misconfigured_server(tmp_path_factory):
+def misconfigured_server(request, tmp_path_factory):
     """The local plan, but the user's config lost the tool parser lines, and --max-model-len 4096."""
     from tests.vllm_cpu.server import make_server
 
-    srv = make_server(tmp_path_factory.mktemp("vllm-misconfigured"), max_model_len=4096,
-                      drop_config=("tool-call-parser", "enable-auto-tool-choice")).start()
+    srv = start_visibly(request, lambda: make_server(
+        tmp_path_factory.mktemp("vllm-misconfigured"), max_model_len=4096,
+        drop_config=("tool-call-parser", "enable-auto-tool-choice")))
     yield srv
     srv.stop()
 
