@@ -149,9 +149,8 @@ class EndpointClient:
 
     def version(self) -> Reply:
         """vLLM's GET /version (beside /v1): {"version": "0.32.0+cpu"}."""
-        t0 = time.perf_counter()
         root = self.target.base_url[: -len("/v1")] if self.target.base_url.endswith("/v1") else self.target.base_url
-        return self._reply(retry_stale(lambda: self._http.get(root + "/version", headers=self.target.headers())), t0)
+        return self._send("GET", root + "/version", headers=self.target.headers())
 
     def chat(self, body: dict[str, Any], *, with_key: bool = True, key_override: str | None = None) -> Reply:
         headers = self.target.headers(with_key)
