@@ -116,7 +116,7 @@ def normalise(backend: str, setting: str, value: Any) -> tuple[Any, str | None]:
     legacy = LEGACY_VALUES.get((backend, setting), {})
     if isinstance(value, str) and value in legacy:
         new = legacy[value]
-        return new, f"{setting} {value!r} is not a {backend} name (the seeds' Dynamo name); using {new!r}"
+        return new, f"{setting} {value!r} is not a {backend} name (the image READMEs' Dynamo name); using {new!r}"
     return value, None
 
 

@@ -1,6 +1,6 @@
 """GPU detection: an NVML snapshot -> the catalogue GPU, how many, and the memory really free.
 
-Rules (seeds 001/002 auto-detection; NVIDIA MIG user guide):
+Rules (the gpt-oss-vllm RunPod README and the gpt-oss-sglang image README auto-detection; NVIDIA MIG user guide):
 - CUDA_VISIBLE_DEVICES (indices, GPU-/MIG- UUIDs) narrows what NVML lists, as it does for the engine.
 - A GPU with MIG on contributes its MIG instances, not itself; a CUDA process can use only one MIG
   instance, so MIG means one GPU (TP 1) sized by that instance's memory.

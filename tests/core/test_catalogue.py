@@ -66,7 +66,7 @@ def test_seed_facts_in_presets():
 
 def test_expected_tok_s():
     row = expected_tok_s("h100-80gb", "openai/gpt-oss-120b", "sglang")
-    assert row["single_stream"] == [45, 55] and "seed 002" in row["source"]
+    assert row["single_stream"] == [45, 55] and "the gpt-oss-sglang image README" in row["source"]
     assert expected_tok_s("mi300x-192gb", "openai/gpt-oss-120b", "sglang") is None
 
 

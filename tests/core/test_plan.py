@@ -20,11 +20,11 @@ def vllm_cfg(p):
 
 
 def test_each_layer_overrides_the_one_below():
-    # 1. catalogue default (seed 000): 8192 batched tokens; a GPU without a preset for it keeps it.
+    # 1. catalogue default (the gpt-oss-vllm image README): 8192 batched tokens; a GPU without a preset for it keeps it.
     p = plan(gpu="a100-80gb", model="openai/gpt-oss-20b")
     assert vllm_cfg(p)["max-num-batched-tokens"] == 8192
     assert p.provenance["max_num_batched_tokens"].startswith("default")
-    # 2. GPU preset: H100 TP1 120b OOM fix -> 1024 (seed 004).
+    # 2. GPU preset: H100 TP1 120b OOM fix -> 1024 (the vLLM gpt-oss recipe).
     p = plan()
     assert vllm_cfg(p)["max-num-batched-tokens"] == 1024
     assert p.provenance["max_num_batched_tokens"].startswith("preset vllm-h100-tp1-120b")

@@ -4,7 +4,7 @@ from __future__ import annotations
 VLLM = ["vllm", "serve", "openai/gpt-oss-120b"]
 SGLANG = ["python3", "-m", "sglang.launch_server", "--model-path", "openai/gpt-oss-120b"]
 
-# The vLLM Hopper recipe (seed 004) as our renderer writes it: dashed keys, true booleans only.
+# The vLLM Hopper recipe (the vLLM gpt-oss recipe) as our renderer writes it: dashed keys, true booleans only.
 HOPPER_YAML = """\
 host: 0.0.0.0
 port: 8000

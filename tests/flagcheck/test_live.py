@@ -20,7 +20,7 @@ VLLM_CASES = [
     _case("renamed", vllm_launch(extra=["--max-num-seqz", "8"]), 2),
     _case("removed", vllm_launch(extra=["--swap-space", "4"]), 2),
     _case("false", vllm_launch(HOPPER_YAML.replace("async-scheduling: true", "async-scheduling: false")), 2),
-    # seed 004's MI300X line: `=` forms and vLLM's dotted JSON arguments
+    # the vLLM gpt-oss recipe's MI300X line: `=` forms and vLLM's dotted JSON arguments
     {"id": "amd", "args": ["openai/gpt-oss-120b", "--tensor-parallel-size=8", "--attention-backend",
                            "ROCM_AITER_UNIFIED_ATTN", "-cc.pass_config.fuse_rope_kvcache=True",
                            "-cc.use_inductor_graph_partition=True", "--gpu-memory-utilization", "0.95",

@@ -37,8 +37,8 @@ def flag(argv: list[str], name: str) -> str | None:
 # ----------------------------------------------------------------------------- seeds' auto-detection table
 
 @pytest.mark.parametrize("snap, attention", [
-    ("a100-1gpu.json", "TRITON_ATTN"),   # seed 001: A100 -> TRITON_ATTN (attention sinks)
-    ("h100-2gpu.json", "FLASH_ATTN"),    # seed 001: H100/H200 -> FLASH_ATTN
+    ("a100-1gpu.json", "TRITON_ATTN"),   # the gpt-oss-vllm RunPod README: A100 -> TRITON_ATTN (attention sinks)
+    ("h100-2gpu.json", "FLASH_ATTN"),    # the gpt-oss-vllm RunPod README: H100/H200 -> FLASH_ATTN
     ("h200-1gpu.json", "FLASH_ATTN"),
 ])
 def test_vllm_attention_backend_per_gpu_120b(snap, attention):
@@ -61,7 +61,7 @@ def test_l40s_runs_20b_with_triton_attention():
 def test_blackwell_gets_its_preset():
     lc = launch("vllm", "b200-1gpu.json")
     assert vllm_cfg(lc)["kv-cache-dtype"] == "fp8"
-    assert lc.env["VLLM_USE_FLASHINFER_MOE_MXFP4_MXFP8"] == "1"  # seed 004 launch_server.sh, cc 10.0
+    assert lc.env["VLLM_USE_FLASHINFER_MOE_MXFP4_MXFP8"] == "1"  # the vLLM gpt-oss recipe launch_server.sh, cc 10.0
     assert "vllm-blackwell" in " ".join(lc.summary)
 
 
@@ -182,12 +182,12 @@ def test_sglang_seed_variable(env, check):
 
 
 def test_seed_defaults():
-    cfg = vllm_cfg(launch("vllm", "h100-2gpu.json"))  # seed 000 Configuration table
+    cfg = vllm_cfg(launch("vllm", "h100-2gpu.json"))  # the gpt-oss-vllm image README Configuration table
     assert (cfg["max-model-len"], cfg["gpu-memory-utilization"], cfg["max-num-seqs"], cfg["max-num-batched-tokens"],
             cfg["port"]) == (32768, 0.9, 128, 8192, 8000)  # 128: the interactive profile
     assert cfg["async-scheduling"] and cfg["enable-prefix-caching"] and cfg["enable-chunked-prefill"]
     assert cfg["enable-auto-tool-choice"] and cfg["tool-call-parser"] == "openai"
-    argv = launch("sglang", "h100-2gpu.json", MODEL="openai/gpt-oss-20b").argv  # seed 002 tables (no GPU preset for 20b TP1)
+    argv = launch("sglang", "h100-2gpu.json", MODEL="openai/gpt-oss-20b").argv  # the gpt-oss-sglang image README tables (no GPU preset for 20b TP1)
     assert (flag(argv, "--context-length"), flag(argv, "--mem-fraction-static"), flag(argv, "--tool-call-parser"),
             flag(argv, "--reasoning-parser")) == ("131072", "0.9", "gpt-oss", "gpt-oss")
     assert flag(argv, "--chunked-prefill-size") != "-1"
