@@ -37,6 +37,14 @@ def _package_paths() -> list[Path]:
     return out
 
 
+def _base_site_packages(exe: Path) -> Path:
+    """The site-packages the bare interpreter searches: in the image it runs without this run's virtualenv,
+    so packages found in a venv must land where the base interpreter looks, not at the venv's path."""
+    r = subprocess.run([str(exe), "-I", "-c", "import site; print(site.getsitepackages()[0])"],
+                       capture_output=True, text=True, check=True)
+    return Path(r.stdout.strip())
+
+
 def _libs(elf_files: list[Path]) -> set[Path]:
     """Shared libraries (and the loader) the given ELF files need, per ldd."""
     found: set[Path] = set()
@@ -61,7 +69,7 @@ def _files() -> list[tuple[Path, Path]]:
         for fn in files:
             p = Path(root) / fn
             pairs.append((p, p))
-    site = Path(sysconfig.get_paths()["purelib"])
+    site = _base_site_packages(exe)
     for pkg in _package_paths():
         if pkg.is_dir():
             for root, dirs, files in os.walk(pkg):
