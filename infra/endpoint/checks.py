@@ -498,5 +498,5 @@ def run_checks(target: Target, config: SmokeConfig | None = None, *,
                 on_result(res)
     info = {"base_url": target.base_url, "health_url": target.health_url, "model": ctx.model or target.model,
             "backend": target.backend, "gpu": target.gpu, "source": target.source,
-            "api_key": "set" if target.api_key else "none"}
+            "api_key": "set" if target.api_key else "none", "expected_max_model_len": config.max_model_len}
     return SmokeReport(target=info, checks=results, seconds=time.perf_counter() - t_all)

@@ -3,7 +3,8 @@
 Stack outputs (docs/ARCHITECTURE.md) are read with
 ``pulumi stack output --json --show-secrets --stack NAME`` from the repo root:
 ``endpoint_url`` (base URL ending in ``/v1``), ``health_url``, ``model``, ``backend``,
-``gpu``, ``api_key`` (secret, may be absent), ``logs_command`` (argv list or None).
+``gpu``, ``api_key`` (secret, may be absent), ``logs_command`` (argv list or None), and
+``launch_plan`` (launch.json), whose ``settings.max_model_len`` is the context the server must offer.
 
 The API key is held in :class:`Target` but never shown: ``repr`` masks it, and nothing in
 this package prints or logs it.
@@ -40,6 +41,7 @@ class Target:
     gpu: str | None = None
     logs_command: list[str] | None = None
     source: str = "url"              # "url" or "stack:NAME"
+    max_model_len: int | None = None  # the context the stack was planned with (None: not checked)
 
     def __repr__(self) -> str:  # the key never appears, even in tracebacks
         key = "set" if self.api_key else "none"
@@ -119,6 +121,31 @@ def read_stack_outputs(stack: str, repo: Path = REPO_ROOT, timeout: float = 60.0
     return data
 
 
+MAX_CONTEXT = 1 << 24  # bound on a context length read from outputs or the command line
+
+
+def parse_max_model_len(value: Any, where: str) -> int | None:
+    """A context length from a stack output or ``--max-model-len``: a whole number 1..2**24, or None."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value.strip())
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_CONTEXT:
+        raise TargetError(f"{where} is {str(value)[:40]!r}: expected a whole number of tokens, 1..{MAX_CONTEXT}")
+    return value
+
+
+def _planned_max_model_len(outputs: dict[str, Any], stack: str) -> int | None:
+    plan = outputs.get("launch_plan")
+    if plan is None:
+        return None
+    where = f"stack {stack!r}: output launch_plan.settings.max_model_len"
+    if not isinstance(plan, dict) or not isinstance(plan.get("settings", {}), dict):
+        raise TargetError(f"stack {stack!r}: output launch_plan is not a launch.json object "
+                          f"(fix: `invoke up --stack {stack}` to refresh the outputs)")
+    return parse_max_model_len((plan.get("settings") or {}).get("max_model_len"), where)
+
+
 def target_from_outputs(outputs: dict[str, Any], stack: str) -> Target:
     url = outputs.get("endpoint_url")
     if not url:
@@ -137,6 +164,7 @@ def target_from_outputs(outputs: dict[str, Any], stack: str) -> Target:
         gpu=outputs.get("gpu") or None,
         logs_command=[str(a) for a in logs] if logs else None,
         source=f"stack:{stack}",
+        max_model_len=_planned_max_model_len(outputs, stack),
     )
 
 

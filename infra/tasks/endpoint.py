@@ -80,17 +80,24 @@ def _console(stderr: bool = False):
             "max_tokens": "max_tokens per request (gpt-oss reasons first; default 512)",
             "timeout": "seconds per request, start to last byte (default 120)",
             "deadline": "seconds for the whole smoke test; checks not started by then fail (default 600)",
-            "only": "comma-separated check names to run (default: all): " + ", ".join(_check_names())})
+            "only": "comma-separated check names to run (default: all): " + ", ".join(_check_names()),
+            "max_model_len": "context (tokens) /v1/models must offer at least (default: the stack's planned "
+                             "max_model_len with --stack; not checked with --url)"})
 def smoke_test(c, stack=None, url=None, api_key_env=None, model=None, json=None, turns=None, concurrency=None,
-               max_tokens=None, timeout=None, deadline=None, only=None):
+               max_tokens=None, timeout=None, deadline=None, only=None, max_model_len=None):
     """Run the named endpoint checks; a table for people, --json for machines; non-zero on any failure."""
     from rich.text import Text
 
     from infra.endpoint.checks import SmokeConfig, run_checks
     from infra.endpoint.report import smoke_table
     from infra.endpoint.safetext import plain
+    from infra.endpoint.target import TargetError, parse_max_model_len
 
     target = _target(c, stack, url, api_key_env, model)
+    try:
+        want_context = parse_max_model_len(max_model_len, "--max-model-len")
+    except TargetError as exc:
+        raise Exit(str(exc), code=2) from None
     cfg = SmokeConfig(
         turns=int(turns or _conf(c, "smoke", "turns", 2)),
         concurrency=int(concurrency or _conf(c, "smoke", "concurrency", 4)),
@@ -98,6 +105,7 @@ def smoke_test(c, stack=None, url=None, api_key_env=None, model=None, json=None,
         timeout=float(timeout or _conf(c, "smoke", "timeout", 120.0)),
         deadline=float(deadline or _conf(c, "smoke", "deadline", 600.0)),
         only=tuple(x.strip() for x in (only or "").split(",") if x.strip()),
+        max_model_len=want_context or target.max_model_len,
     )
     out, err = _console(), _console(stderr=True)
     try:

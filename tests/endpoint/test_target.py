@@ -58,6 +58,24 @@ def test_stack_outputs_via_fake_pulumi(fake_pulumi, tmp_path):
     assert (t2.model, t2.gpu) == ("other", "h200")
 
 
+def test_the_stacks_planned_context_comes_from_its_launch_plan():
+    outs = stack_outputs("http://127.0.0.1:8123", "m", None, launch_plan={"settings": {"max_model_len": 131072}})
+    assert target_from_outputs(outs, "prod").max_model_len == 131072
+    assert target_from_outputs(stack_outputs("http://127.0.0.1:8123", "m", None), "prod").max_model_len is None
+    for bad in ("lots", -1, 0, True, 1 << 30, 3.5):
+        outs["launch_plan"] = {"settings": {"max_model_len": bad}}
+        with pytest.raises(TargetError, match=r"launch_plan\.settings\.max_model_len is .*whole number"):
+            target_from_outputs(outs, "prod")
+    outs["launch_plan"] = ["not", "an", "object"]
+    with pytest.raises(TargetError, match="launch_plan is not a launch.json object.*invoke up --stack prod"):
+        target_from_outputs(outs, "prod")
+
+
+def test_a_bad_max_model_len_option_is_a_usage_error(capsys):
+    code, out, err = run_task(["smoke-test", "--url", "http://127.0.0.1:9", "--max-model-len", "32k"], capsys)
+    assert code == 2 and "--max-model-len is '32k'" in err
+
+
 def test_unknown_stack_is_a_clear_error(fake_pulumi):
     with pytest.raises(TargetError, match="no stack named 'nope'") as exc:
         resolve_target(stack="nope")

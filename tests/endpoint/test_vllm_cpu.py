@@ -10,7 +10,8 @@ import pytest
 from infra.endpoint.checks import CHECK_NAMES, SmokeConfig, run_checks
 from infra.endpoint.target import Target
 
-from .conftest import TEST_API_KEY, start_visibly
+from .conftest import TEST_API_KEY, stack_outputs, start_visibly
+from .invoke_helpers import run_task
 
 pytestmark = pytest.mark.slow
 
@@ -42,6 +43,19 @@ def test_no_tool_parser_and_short_context_fail_their_checks(misconfigured_server
     assert "finish_reason is 'tool_calls' but the reply has no tool_calls" in detail["tool_choice_required"]
     assert "no tool_calls" in detail["tool_call"]
     assert st["chat"] == st["stream"] == st["reasoning"] == "pass"
+
+
+def test_a_stack_deployed_with_a_shorter_context_fails_models(misconfigured_server, fake_pulumi, capsys):
+    """`smoke-test --stack`: the context /v1/models is held to is the stack's planned max_model_len (from
+    its `launch_plan` output), with no option given."""
+    from infra.plan import build_plan
+    from infra.stackfile import load_stack
+
+    srv = misconfigured_server
+    fake_pulumi("local", stack_outputs(srv.url, srv.alias, None, launch_plan=build_plan(load_stack("local")).to_launch_json()))
+    code, out, err = run_task(["smoke-test", "--stack", "local", "--only", "health,models"], capsys)
+    assert code == 1, out + err
+    assert "max_model_len is 4096, the stack expects 32768" in " ".join(out.split())
 
 
 def test_wrong_served_model_name_fails_models(open_server):
