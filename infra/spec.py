@@ -103,6 +103,20 @@ def url_credentials(field: str, url: str, fix: str, stack: str | None) -> None:
                         stack=stack)
 
 
+_SECRET_WORDS = ("token", "password", "passwd", "secret", "apikey", "credentials")
+_NOT_SECRET_WORDS = frozenset({"tiktoken"})  # the tokenizer library (TIKTOKEN_ENCODINGS_BASE, TIKTOKEN_CACHE_DIR)
+
+
+def env_name_looks_secret(name: str) -> bool:
+    """HF_TOKEN, GITHUB_PAT_TOKEN, DB_PASSWORD, OPENAI_API_KEY, AWS_SECRET_ACCESS_KEY: yes; judged by the
+    name's words, so TIKTOKEN_ENCODINGS_BASE (a path the images set) is not taken for a token."""
+    low = name.lower()
+    if any(k in low for k in ("api_key", "access_key", "private_key")):
+        return True
+    words = [w for w in re.split(r"[^a-z0-9]+", low) if w and w not in _NOT_SECRET_WORDS]
+    return any(w.endswith(s) for w in words for s in _SECRET_WORDS)
+
+
 class SpecError(ValueError):
     """A stack setting that cannot work: names the field, the value and the fix."""
 
@@ -516,8 +530,7 @@ class StackSpec(BaseModel):
                       "set image.registry to a registry the cluster/pod can pull from (e.g. ghcr.io/<org>)")
 
         for name in self.env:
-            low = name.lower()
-            if any(s in low for s in ("token", "password", "secret", "api_key", "apikey")):
+            if env_name_looks_secret(name):
                 raise err(f"env.{name}", "<hidden>", "looks like a secret in plain config",
                           f"use a secret config key ({', '.join(C.SECRET_KEYS)}) instead")
         for i, arg in enumerate(self.extra_args):

@@ -86,6 +86,16 @@ def test_secret_looking_env_and_args_are_refused():
         spec(env={"HF_TOKEN": "x"})
     with pytest.raises(SpecError, match="ps"):
         spec(extra_args=["--api-key", "x"])
+    for name in ("GITHUB_TOKEN", "HFTOKEN", "DB_PASSWORD", "OPENAI_API_KEY", "AWS_SECRET_ACCESS_KEY", "MY_SECRET"):
+        with pytest.raises(SpecError, match=f"env.{name}.*looks like a secret"):
+            spec(env={name: "x"})
+
+
+def test_tokenizer_settings_are_not_taken_for_secrets():
+    # the images set TIKTOKEN_ENCODINGS_BASE; tokenizers' own switch is TOKENIZERS_PARALLELISM
+    env = {"TIKTOKEN_ENCODINGS_BASE": "/opt/encodings", "TIKTOKEN_CACHE_DIR": "/cache/tiktoken",
+           "TOKENIZERS_PARALLELISM": "false"}
+    assert spec(env=env).env == env
 
 
 def test_wrong_target_section_is_refused():
