@@ -168,19 +168,37 @@ def _nice() -> list[str]:
     return ["nice", "-n", "10"] if shutil.which("nice") else []
 
 
+HEARTBEAT_S = 20.0  # a log or CI without a terminal gets a line at least this often during a build
+
+
 class _Steps:
-    """Rich progress for a build: one line per step, pip output to the venv's build.log."""
+    """Rich progress for a build: one line per step, pip output to the venv's build.log. Without a
+    terminal (CI, logs) rich draws nothing until the end, so plain start/"still running" lines are
+    printed instead."""
 
     def __init__(self, progress, log: Path):
         self.progress, self.log = progress, log
 
+    def _say(self, text: str) -> None:
+        console = getattr(self.progress, "console", None)
+        if console is not None and not console.is_terminal:
+            console.print(text, markup=False, highlight=False)
+
     def run(self, label: str, cmd: list[str], env: dict[str, str]) -> None:
         task = self.progress.add_task(label, total=None) if self.progress else None
         t0 = time.monotonic()
+        self._say(f"{label} ... (log {self.log})")
         with self.log.open("a") as fh:
             fh.write(f"\n$ {' '.join(cmd)}\n")
             fh.flush()
-            proc = subprocess.run(cmd, stdout=fh, stderr=subprocess.STDOUT, env=env)
+            proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, env=env)
+            while True:
+                try:
+                    proc.wait(timeout=HEARTBEAT_S)
+                    break
+                except subprocess.TimeoutExpired:
+                    self._say(f"  {label}: still running, {time.monotonic() - t0:.0f}s")
+        self._say(f"{label}: done in {time.monotonic() - t0:.0f}s")
         if task is not None:
             self.progress.update(task, total=1, completed=1,
                                  description=f"{label} ({time.monotonic() - t0:.0f}s)")

@@ -4,8 +4,11 @@ import pytest
 
 
 @pytest.fixture(scope="session")
-def engine_venvs():
-    """Both parse-only venvs, built on first use and cached in ~/.cache/gptoss-stacks/engine-venvs."""
+def engine_venvs(request):
+    """Both parse-only venvs, built on first use and cached in ~/.cache/gptoss-stacks/engine-venvs.
+    Built with pytest's capture off, so a cold build's progress lines reach the CI log as they come."""
     from infra.flagcheck.venvs import ensure_venv
 
-    return {engine: ensure_venv(engine) for engine in ("vllm", "sglang")}
+    capman = request.config.pluginmanager.getplugin("capturemanager")
+    with capman.global_and_fixture_disabled():
+        return {engine: ensure_venv(engine) for engine in ("vllm", "sglang")}
