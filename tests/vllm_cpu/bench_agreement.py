@@ -8,12 +8,17 @@ paired rounds, alternating which tool goes first, each with the same workload: r
 ``--output-len`` output tokens (ignore_eos), ``--num-prompts`` requests at ``--concurrency``.
 On 2 shared cores single runs swing +-25%, so the report is the median of the per-pair ratios
 (ours / vLLM's) for output tok/s and request throughput; goal: within 5% (0.95-1.05).
+The load generator must not take CPU from the server it measures (on 2 cores a client that
+tokenizes and parses a stream slows the CPU engine it is timing): with >= 2 CPUs the server is pinned
+to the last one and both clients to the others, and each client's CPU seconds are reported.
 Writes ``agreement.json`` and prints a table. A benchmark, not a test: nothing here asserts a time.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import resource
 import statistics
 import subprocess
 import time
@@ -32,7 +37,9 @@ def ours(srv, args, out: Path) -> dict:
 
     lv = run_bench(resolve_target(url=srv.url, model=srv.alias), cfg, None, Console(stderr=True, quiet=True))["levels"][0]
     return {"output_tok_s": lv["output_tok_per_s"], "req_s": lv["req_per_s"], "completed": lv["completed"],
-            "tpot_p50_ms": lv["tpot_ms"]["p50"], "ttft_p50_ms": lv["ttft_ms"]["p50"]}
+            "tpot_p50_ms": lv["tpot_ms"]["p50"], "ttft_p50_ms": lv["ttft_ms"]["p50"],
+            "input_tokens": lv["input_tokens"], "output_tokens": lv["output_tokens"],
+            "client_cpu_s": lv["client"]["cpu_util"] * lv["duration_s"]}
 
 
 def vllms(srv, args, out: Path, i: int) -> dict:
@@ -47,11 +54,16 @@ def vllms(srv, args, out: Path, i: int) -> dict:
            "--disable-tqdm", "--save-result", "--result-dir", str(out), "--result-filename", name]
     env = vv.server_env(srv.venv)
     env["HF_HUB_OFFLINE"] = "1"
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     with (out / f"vllm-{i}.log").open("w") as log:
         subprocess.run(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, check=True, timeout=900)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
     r = json.loads((out / name).read_text())
     return {"output_tok_s": r["output_throughput"], "req_s": r["request_throughput"], "completed": r["completed"],
-            "tpot_p50_ms": r.get("median_tpot_ms"), "ttft_p50_ms": r.get("median_ttft_ms")}
+            "tpot_p50_ms": r.get("median_tpot_ms"), "ttft_p50_ms": r.get("median_ttft_ms"),
+            "input_tokens": r.get("total_input_tokens"), "output_tokens": r.get("total_output_tokens"),
+            # the whole process, its start-up and warm-up included (not only the timed part)
+            "client_cpu_s": (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -64,7 +76,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=Path("build/bench-agreement"))
     args = ap.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
-    srv = make_server(args.out / "server").start()
+    cpus = sorted(os.sched_getaffinity(0))
+    srv = make_server(args.out / "server")
+    if len(cpus) >= 2:  # server on the last CPU, the load generators (this process, its children) on the rest
+        srv.cpus = frozenset(cpus[-1:])
+        os.sched_setaffinity(0, set(cpus[:-1]))
+        say(f"server pinned to CPU {cpus[-1]}, clients to CPU(s) {','.join(map(str, cpus[:-1]))}")
+    srv.start()
     pairs = []
     try:
         for i in range(args.pairs):
@@ -81,14 +99,19 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         srv.stop()
     med = {k: statistics.median(p[k] for p in pairs) for k in ("ratio_output_tok_s", "ratio_req_s")}
-    report = {"workload": vars(args) | {"out": str(args.out)}, "pairs": pairs, "median": med,
+    report = {"workload": vars(args) | {"out": str(args.out)}, "pinning": {"server": sorted(srv.cpus or []),
+              "clients": sorted(os.sched_getaffinity(0))}, "pairs": pairs, "median": med,
               "goal": [0.95, 1.05], "within_goal": all(0.95 <= v <= 1.05 for v in med.values())}
     (args.out / "agreement.json").write_text(json.dumps(report, indent=2))
-    print("| pair | order | ours tok/s | vLLM tok/s | ratio | ours req/s | vLLM req/s | ratio |")
-    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
+    print("| pair | order | ours tok/s | vLLM tok/s | ratio | ours req/s | vLLM req/s | ratio "
+          "| ours / vLLM in tok | ours / vLLM TPOT p50 ms | client CPU s ours / vLLM |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for i, p in enumerate(pairs, 1):
-        print(f"| {i} | {'/'.join(p['order'])} | {p['ours']['output_tok_s']:.1f} | {p['vllm']['output_tok_s']:.1f} | "
-              f"{p['ratio_output_tok_s']:.3f} | {p['ours']['req_s']:.3f} | {p['vllm']['req_s']:.3f} | {p['ratio_req_s']:.3f} |")
+        o, v = p["ours"], p["vllm"]
+        print(f"| {i} | {'/'.join(p['order'])} | {o['output_tok_s']:.1f} | {v['output_tok_s']:.1f} | "
+              f"{p['ratio_output_tok_s']:.3f} | {o['req_s']:.3f} | {v['req_s']:.3f} | {p['ratio_req_s']:.3f} | "
+              f"{o['input_tokens']} / {v['input_tokens']} | {o['tpot_p50_ms'] or 0:.1f} / {v['tpot_p50_ms'] or 0:.1f} | "
+              f"{o['client_cpu_s']:.1f} / {v['client_cpu_s']:.1f} |")
     print(f"median ratio: output tok/s {med['ratio_output_tok_s']:.3f}, req/s {med['ratio_req_s']:.3f} "
           f"(goal 0.95-1.05: {'met' if report['within_goal'] else 'NOT met'})")
     return 0

@@ -93,6 +93,7 @@ class VllmServer:
     workdir: Path
     api_key: str | None = None
     drop_config: tuple[str, ...] = ()   # a misconfigured server: these keys left out of vllm.yaml
+    cpus: frozenset[int] | None = None  # pin the server (benchmarks: keep the load generator off its core)
     proc: subprocess.Popen | None = field(default=None, repr=False)
 
     @property
@@ -136,8 +137,9 @@ class VllmServer:
         argv, env = self.command()
         self._log = self.log_path.open("wb")
         say(f"starting vLLM from the rendered plan of stack {self.plan.stack!r} on {self.url} (log {self.log_path})")
+        pin = (lambda: os.sched_setaffinity(0, self.cpus)) if self.cpus else None
         self.proc = subprocess.Popen(argv, cwd=self.workdir, env=env, stdout=self._log, stderr=subprocess.STDOUT,
-                                     start_new_session=True)
+                                     start_new_session=True, preexec_fn=pin)
         if wait:
             self.wait_healthy(timeout)
         return self
