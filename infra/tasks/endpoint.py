@@ -26,8 +26,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from invoke import Collection, task
+from invoke import Collection
 from invoke.exceptions import Exit
+
+from infra.tasks import task
 
 WHERE_HELP = {
     "stack": "read URL, model, API key, GPU from this Pulumi stack's outputs",

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import sys
 
-from invoke import task
+from infra.tasks import task
 
 
 def _launches(names):

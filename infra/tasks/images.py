@@ -3,8 +3,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from invoke import Collection, task
+from invoke import Collection
 from invoke.exceptions import Exit
+
+from infra.tasks import task
 
 
 @task(help={"timeout": "overall deadline in seconds for all registry requests (default 60)",

@@ -24,10 +24,11 @@ import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from invoke import Collection, task
+from invoke import Collection
 from invoke.exceptions import Exit
 
 from infra.constants import REPO_ROOT, STACKS_DIR
+from infra.tasks import task
 
 STATE_DIR = REPO_ROOT / ".pulumi-state"
 # Plugin versions = the pip-installed SDK versions (each SDK's pulumi-plugin.json); `pulumi`

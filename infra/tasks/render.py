@@ -4,7 +4,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from invoke import task
+from infra.tasks import task
 
 
 def _rel(path: Path) -> str:

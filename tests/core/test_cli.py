@@ -91,3 +91,22 @@ def test_readme_first_two_commands_are_the_set_up_and_the_ci_test_command():
     test_command = readme[2].split("#")[0].strip()
     assert readme[0] == "```bash" and "invoke up --stack local" in readme[1]
     assert test_command in ci
+
+
+def test_short_flags_are_letters_never_a_dash():
+    """invoke's own Task gives `max_model_len` the short flag '-' once m, a and x are taken."""
+    import invoke as _invoke
+
+    from infra.tasks import Task, task
+
+    def body(c, model=None, api_key_env=None, max_tokens=None, max_model_len=None):
+        """A task whose last argument's leading letters are all taken."""
+
+    def short_flags(t):
+        return {a.attr_name or a.name: [n for n in a.names if len(n) == 1] for a in t.get_arguments()}
+
+    assert short_flags(_invoke.task(body))["max_model_len"] == ["-"]  # the invoke behaviour worked around
+    ours = short_flags(task(body))
+    assert ours["max_model_len"] == ["o"]
+    assert all(len(f) == 1 and f[0].isalpha() for f in ours.values()), ours
+    assert all(isinstance(t, Task) for t in tasks.ns.tasks.values())  # every registered task uses it
