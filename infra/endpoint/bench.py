@@ -3,16 +3,26 @@ AIPerf report.
 
 Definitions (per request, from the client's clock), next to ``vllm bench serve``'s
 (vllm/benchmarks/lib/endpoint_request_func.py, backend openai-chat, vLLM 0.32):
-- TTFT: request sent -> first streamed chunk carrying a token of any kind (reasoning, content or
-  tool call). vLLM's: request sent -> first chunk with non-empty ``content`` or reasoning delta;
-  the same for gpt-oss on vLLM. gpt-oss reasons first, so ``ttft_content`` (first *content*
-  token) is reported separately.
-- E2E: request sent -> last byte of the stream (vLLM: "latency", same).
+- TTFT: request sent -> first streamed chunk with a non-empty ``choices`` list, whatever its delta
+  holds (vLLM's definition, the same code path). vLLM and SGLang send that chunk with the engine's
+  first generated token, so it times prefill plus one decode step even when no text is visible yet.
+- TTFT-token (``ttft_token``): -> first chunk carrying text of any kind (reasoning, content or a tool
+  call). gpt-oss's harmony header (``<|channel|>analysis<|message|>``) is a few tokens that show
+  nothing, so this is a little later than TTFT on a real checkpoint; with random weights, whose
+  output the harmony parser mostly hides, it can be the end of the request.
+- TTFT-content (``ttft_content``): -> first *content* token (gpt-oss reasons first): what a chat
+  user waits for.
+- E2E: request sent -> last byte of the stream (vLLM: "latency", to its last choice chunk).
 - TPOT: (E2E - TTFT) / (completion_tokens - 1), completion tokens from the server's usage (vLLM:
-  the same formula with its output token count). When the stream carries fewer than two token
-  deltas the first-token time is meaningless and TPOT is E2E / completion_tokens from usage
-  (``tpot_from_usage`` in the per-request JSON).
-- ITL: gaps between successive token-bearing chunks.
+  the same formula with usage's count), so it holds when the parser shows few deltas. When the
+  stream has fewer than two choice chunks (everything in one chunk) the TTFT point is the end and
+  TPOT is E2E / completion_tokens instead (``tpot_from_usage`` in the per-request JSON).
+- ITL: gaps between successive text-bearing chunks (vLLM's: between choice chunks; the same on a
+  real checkpoint streamed token by token).
+- A request counts as completed when its stream ends with ``[DONE]`` and no error event, as
+  vLLM's does; one whose usage reports tokens but whose stream showed no text (random weights
+  behind the harmony parser) is completed and counted in ``no_text_streams``; one with neither
+  text nor usage tokens failed.
 Per concurrency level: output tok/s and req/s over the level's wall time, p50/p90/p99 of
 each latency, and goodput = requests/s that met every SLO (TTFT, TPOT, E2E limits).
 
@@ -70,13 +80,15 @@ class BenchConfig:
 class RequestMetrics:
     ok: bool
     error: str | None = None
-    ttft: float | None = None
-    ttft_content: float | None = None
+    ttft: float | None = None          # first choice chunk (vLLM's TTFT)
+    ttft_token: float | None = None    # first text-bearing chunk
+    ttft_content: float | None = None  # first content chunk
     e2e: float = 0.0
     itl: list[float] = field(default_factory=list)
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
     chunks: int = 0
+    choice_chunks: int = 0
     token_chunks: int = 0
     client_s: float = 0.0             # time spent in this client's own parsing
     retries: int = 0                  # 1 when a stale keep-alive connection had to be replaced
@@ -85,9 +97,9 @@ class RequestMetrics:
 
     @property
     def tpot_from_usage(self) -> bool:
-        """The stream carried fewer than two token deltas (everything in one chunk, or none): the
-        first-token time says nothing, so TPOT is the whole request over usage's token count."""
-        return self.token_chunks < 2 and bool(self.completion_tokens) and self.completion_tokens >= 2
+        """The stream had fewer than two choice chunks (everything in one): the TTFT point is the
+        end of the request, so TPOT is the whole request over usage's token count."""
+        return self.choice_chunks < 2 and bool(self.completion_tokens) and self.completion_tokens >= 2
 
     @property
     def tpot(self) -> float | None:
@@ -148,12 +160,15 @@ async def _one_request(http: httpx.AsyncClient, target: Target, body: dict[str, 
         m.stale_retry = stale_connection(exc)
         return m
     t_end = time.perf_counter()
-    m = RequestMetrics(ok=True, e2e=t_end - t0, chunks=res.chunks, token_chunks=len(res.token_times), client_s=client_s)
+    m = RequestMetrics(ok=True, e2e=t_end - t0, chunks=res.chunks, choice_chunks=res.choice_chunks,
+                       token_chunks=len(res.token_times), client_s=client_s)
     if res.errors or not res.done:
         m.ok = False
         m.error = "; ".join(printable(e, 160) for e in res.errors[:2]) or "stream ended without [DONE]"
+    if res.t_first_chunk is not None:
+        m.ttft = res.t_first_chunk - t0
     if res.t_first_token is not None:
-        m.ttft = res.t_first_token - t0
+        m.ttft_token = res.t_first_token - t0
     if res.t_first_content is not None:
         m.ttft_content = res.t_first_content - t0
     m.itl = [b - a for a, b in zip(res.token_times, res.token_times[1:])]
@@ -162,7 +177,7 @@ async def _one_request(http: httpx.AsyncClient, target: Target, body: dict[str, 
         m.completion_tokens = res.usage.get("completion_tokens")
     else:  # no usage: one token per token-bearing chunk is the best estimate
         m.completion_tokens = len(res.token_times)
-    if m.ok and not m.token_chunks:
+    if m.ok and not m.token_chunks and not (res.usage and m.completion_tokens):
         m.ok, m.error = False, "no token in the stream"
     return m
 
@@ -222,7 +237,9 @@ def summarize(c: int, n: int, metrics: list[RequestMetrics], duration: float, cp
         "output_tok_per_s": out_tok / dur,
         "total_tok_per_s": (in_tok + out_tok) / dur,
         "goodput_req_per_s": sum(meets_slo(m, cfg) for m in metrics) / dur,
+        "no_text_streams": sum(not m.token_chunks for m in ok),
         "ttft_ms": dist_ms([m.ttft for m in ok if m.ttft is not None]),
+        "ttft_token_ms": dist_ms([m.ttft_token for m in ok if m.ttft_token is not None]),
         "ttft_content_ms": dist_ms([m.ttft_content for m in ok if m.ttft_content is not None]),
         "tpot_ms": dist_ms([m.tpot for m in ok if m.tpot is not None]),
         "itl_ms": dist_ms([x for m in ok for x in m.itl]),

@@ -223,14 +223,24 @@ def check_models(ctx: Context) -> tuple[str, dict]:
     ids = model_ids(reply)
     if ctx.target.model:
         _require(ctx.target.model in ids, f"expected model {ctx.target.model!r} is not listed; the server lists {ids}")
-        want = ctx.config.max_model_len
-        listed = next((m.get("max_model_len") for m in (reply.body.get("data") or []) if isinstance(m, dict) and m.get("id") == ctx.target.model), None)
-        if want and isinstance(listed, int):
-            _require(listed >= want, f"the server's max_model_len is {listed}, the stack expects {want} "
-                     "(started with a shorter --max-model-len?)")
-        return f"{ctx.target.model} listed" + (f", max_model_len {listed}" if listed else ""), {"models": ids, "max_model_len": listed}
-    ctx.model = ids[0]
-    return f"no expected model given; using the first listed, {ids[0]!r}", {"models": ids}
+        detail = f"{ctx.target.model} listed"
+    else:
+        ctx.model = ids[0]
+        detail = f"no expected model given; using the first listed, {ids[0]!r}"
+    # The context check holds for whichever model the checks will use (given or first listed).
+    chosen, want = ctx.target.model or ids[0], ctx.config.max_model_len
+    listed = next((m.get("max_model_len") for m in (reply.body.get("data") or [])
+                   if isinstance(m, dict) and m.get("id") == chosen), None)
+    listed = listed if isinstance(listed, int) and not isinstance(listed, bool) else None
+    if want and listed is not None:
+        asked = "the stack expects" if ctx.target.source.startswith("stack:") else "--max-model-len asks for"
+        _require(listed >= want, f"the server's max_model_len is {listed}, {asked} {want} "
+                 "(started with a shorter --max-model-len?)")
+    if listed is not None:
+        detail += f", max_model_len {listed}" + (f" (>= {want} expected)" if want else "")
+    elif want:
+        detail += f"; the listing gives no max_model_len, so the expected {want} is not checked"
+    return detail, {"models": ids, "max_model_len": listed}
 
 
 def check_chat(ctx: Context) -> tuple[str, dict]:

@@ -162,7 +162,9 @@ class StreamResult:
     chunks: int = 0
     content_chunks: int = 0
     errors: list[str] = field(default_factory=list)  # malformed events, error payloads
+    choice_chunks: int = 0             # chunks with a non-empty `choices` list (a role-only delta counts)
     # monotonic timestamps (perf_counter) for latency metrics
+    t_first_chunk: float | None = None    # first chunk with a non-empty `choices` (vLLM's TTFT point)
     t_first_token: float | None = None    # first delta of any kind (reasoning, content, tool)
     t_first_content: float | None = None  # first non-empty content delta
     token_times: list[float] = field(default_factory=list)  # arrival of each non-empty delta
@@ -207,6 +209,12 @@ class StreamResult:
         if not isinstance(choices, list):
             self.errors.append(f"{where}: `choices` is a JSON {_kind(choices)}, not a list")
             return
+        if choices:
+            # vLLM and SGLang send their first choice chunk (role, maybe no text) with the engine's
+            # first generated token, before gpt-oss's harmony header has produced any visible text.
+            self.choice_chunks += 1
+            if self.t_first_chunk is None:
+                self.t_first_chunk = now
         for i, choice in enumerate(choices):
             self._choice(choice, f"{where}: choices[{i}]", now)
 

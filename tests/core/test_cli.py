@@ -110,3 +110,12 @@ def test_short_flags_are_letters_never_a_dash():
     assert ours["max_model_len"] == ["o"]
     assert all(len(f) == 1 and f[0].isalpha() for f in ours.values()), ours
     assert all(isinstance(t, Task) for t in tasks.ns.tasks.values())  # every registered task uses it
+
+
+def test_help_texts_survive_a_parse():
+    """invoke pops help texts while building a parser; a task parsed twice in one process kept none."""
+    from infra.tasks.endpoint import smoke_test
+
+    first = {a.name: a.help for a in smoke_test.get_arguments()}
+    second = {a.name: a.help for a in smoke_test.get_arguments()}
+    assert first == second and "health, models" in " ".join(first["only"].split())

@@ -38,7 +38,11 @@ ODD_STREAMS: list[tuple[str, str]] = [
     ("event: ping\nid: 1\n\n" + "data: " + "x" * (2 << 20) + "\n\n", "an SSE line longer than"),
 ]
 
-MODES = ("slow_drip", "endless_sse", "markup_ids", "malformed_json", "empty_data", "odd_sse")
+MODES = ("slow_drip", "endless_sse", "markup_ids", "malformed_json", "empty_data", "odd_sse", "hidden_text")
+# hidden_text: the stream vLLM sends for gpt-oss with random weights (`--load-format dummy`, as on the
+# lent H200): the role chunk with the first generated token, then no visible text (the harmony
+# parser finds no message in random tokens) until finish_reason "length" and usage's token count.
+HIDDEN_FIRST_S, HIDDEN_DECODE_S = 0.2, 0.6
 
 
 def _chunk(delta: dict[str, Any], finish: str | None = None) -> str:
@@ -156,6 +160,17 @@ class HostileServer:
                 with self._lock:
                     i = next(self._odd)
                 return self._sse_reply(h, _chunk({"role": "assistant", "content": ""}) + ODD_STREAMS[i][0])
+            if mode == "hidden_text" and stream:
+                if not self._sse_head(h) or self.stopping.wait(HIDDEN_FIRST_S):
+                    return
+                self._write(h, _chunk({"role": "assistant", "content": ""}).encode())
+                if self.stopping.wait(HIDDEN_DECODE_S):
+                    return
+                n = int((body or {}).get("max_tokens") or 16)
+                usage = {"id": "c", "object": "chat.completion.chunk", "choices": [],
+                         "usage": {"prompt_tokens": 3, "completion_tokens": n, "total_tokens": 3 + n}}
+                self._write(h, (_chunk({}, "length") + "data: " + json.dumps(usage) + "\n\n" + "data: [DONE]\n\n").encode())
+                return
             if stream:
                 usage = {"id": "c", "object": "chat.completion.chunk", "choices": [],
                          "usage": {"prompt_tokens": 3, "completion_tokens": 4, "total_tokens": 7}}

@@ -41,14 +41,16 @@ def test_invoke_bench_writes_consistent_json_and_png(open_server, tmp_path, caps
         reqs = lv["requests"]
         assert len(reqs) == 8
         for q in reqs:
-            assert q["ok"] and 0 < q["ttft"] <= q["ttft_content"] <= q["e2e"]
+            assert q["ok"] and 0 < q["ttft"] <= q["ttft_token"] <= q["ttft_content"] <= q["e2e"]
+            assert q["choice_chunks"] >= q["token_chunks"] >= 2
             assert q["completion_tokens"] == usage_tokens  # the deterministic model always says the same
             assert q["prompt_tokens"] > 0
             assert q["tpot"] == pytest.approx((q["e2e"] - q["ttft"]) / (q["completion_tokens"] - 1))
         assert lv["output_tokens"] == sum(q["completion_tokens"] for q in reqs)
         assert lv["output_tok_per_s"] == pytest.approx(lv["output_tokens"] / lv["duration_s"])
         assert lv["req_per_s"] == pytest.approx(8 / lv["duration_s"])
-        for key in ("ttft_ms", "ttft_content_ms", "tpot_ms", "itl_ms", "e2e_ms"):
+        assert lv["no_text_streams"] == 0
+        for key in ("ttft_ms", "ttft_token_ms", "ttft_content_ms", "tpot_ms", "itl_ms", "e2e_ms"):
             d = lv[key]
             assert d["p50"] <= d["p90"] <= d["p99"], key
         assert lv["ttft_ms"]["p99"] <= lv["e2e_ms"]["p99"]

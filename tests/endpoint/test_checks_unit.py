@@ -66,10 +66,14 @@ def test_required_expectations_per_backend_and_version():
     assert required_expectation("vllm", None)[0] is None
 
 
-def test_tpot_comes_from_usage_when_the_stream_has_no_token_deltas():
+def test_tpot_uses_vllms_formula_and_usage_when_the_stream_is_one_chunk():
     from infra.endpoint.bench import RequestMetrics
 
-    one_chunk = RequestMetrics(ok=True, ttft=0.99, e2e=1.0, completion_tokens=100, token_chunks=1)
+    one_chunk = RequestMetrics(ok=True, ttft=0.99, e2e=1.0, completion_tokens=100, choice_chunks=1, token_chunks=1)
     assert one_chunk.tpot_from_usage and one_chunk.tpot == 1.0 / 100  # not (1.0 - 0.99) / 99
-    streamed = RequestMetrics(ok=True, ttft=0.1, e2e=1.0, completion_tokens=10, token_chunks=10)
+    streamed = RequestMetrics(ok=True, ttft=0.1, e2e=1.0, completion_tokens=10, choice_chunks=11, token_chunks=10)
     assert not streamed.tpot_from_usage and abs(streamed.tpot - 0.9 / 9) < 1e-12
+    # random weights behind the harmony parser: a role chunk at the first token, text only at the end;
+    # TTFT is the first chunk, so (E2E - TTFT) / (tokens - 1) is still the decode rate, as vLLM computes it
+    hidden = RequestMetrics(ok=True, ttft=0.5, e2e=5.61, completion_tokens=512, choice_chunks=3, token_chunks=1)
+    assert not hidden.tpot_from_usage and abs(hidden.tpot - 5.11 / 511) < 1e-12

@@ -13,7 +13,7 @@ import time
 from infra.endpoint.bench import BenchConfig, run_bench
 from infra.endpoint.target import resolve_target
 
-from .hostile import MARKUP_CONTENT, MARKUP_ID, ODD_STREAMS, HostileServer
+from .hostile import HIDDEN_DECODE_S, HIDDEN_FIRST_S, MARKUP_CONTENT, MARKUP_ID, ODD_STREAMS, HostileServer
 from .invoke_helpers import run_task
 
 MARGIN = 8.0  # seconds beyond a task's deadline that count as "returned in time" on a loaded 2-core box
@@ -219,3 +219,20 @@ def test_odd_sse_shapes(tmp_path, capsys):
         assert check["detail"] == "stream: event 2: choices[0].delta is a JSON list, not an object"
         no_traceback(out, err)
 
+
+
+def test_bench_times_a_stream_whose_text_the_parser_hides(tmp_path):
+    """vLLM with random weights (the H200 runs): a role chunk at the first token, no visible text, then
+    usage. TTFT is that first chunk and TPOT (E2E - TTFT) / (tokens - 1), as `vllm bench serve` computes
+    them; the requests completed (the server generated every token), counted in no_text_streams."""
+    with HostileServer("hidden_text") as srv:
+        cfg = BenchConfig(concurrency=[2], output_len=256, num_prompts=4, warmup=False, request_timeout=20,
+                          slo_ttft_ms=None, slo_tpot_ms=None)
+        lv = run_bench(resolve_target(url=srv.url, model="m"), cfg, tmp_path)["levels"][0]
+    assert lv["completed"] == 4 and lv["failed"] == 0 and lv["no_text_streams"] == 4, lv["errors"]
+    assert lv["output_tokens"] == 4 * 256
+    for q in lv["requests"]:
+        assert q["ttft_token"] is None and q["ttft_content"] is None
+        assert HIDDEN_FIRST_S <= q["ttft"] < q["e2e"] and not q["tpot_from_usage"]
+        assert q["tpot"] == (q["e2e"] - q["ttft"]) / 255
+        assert q["tpot"] >= HIDDEN_DECODE_S / 255  # the decode time, not ~0 and not the whole request

@@ -57,7 +57,9 @@ def test_stream_result_assembles_content_reasoning_usage():
     assert res.reasoning_field == "reasoning_content"
     assert res.finish_reason == "stop"
     assert res.usage["completion_tokens"] == 4
+    assert res.t_first_chunk == 0.0  # the role-only chunk: vLLM's TTFT point
     assert res.t_first_token == 1.0 and res.t_first_content == 3.0  # reasoning comes first
+    assert res.choice_chunks == 5  # the usage chunk has empty choices, as vLLM sends it
     assert res.token_times == [1.0, 2.0, 3.0, 4.0]  # the role-only chunk carries no token
     assert not res.errors
 

@@ -39,7 +39,7 @@ def test_no_tool_parser_and_short_context_fail_their_checks(misconfigured_server
     detail = {c.name: c.detail for c in report.checks}
     assert {n for n, s in st.items() if s == "fail"} == {
         "models", "tool_call", "tool_call_stream", "tool_choice_required", "tool_loop"}, detail
-    assert "max_model_len is 4096, the stack expects 32768" in detail["models"]
+    assert "max_model_len is 4096, --max-model-len asks for 32768" in detail["models"]
     assert "finish_reason is 'tool_calls' but the reply has no tool_calls" in detail["tool_choice_required"]
     assert "no tool_calls" in detail["tool_call"]
     assert st["chat"] == st["stream"] == st["reasoning"] == "pass"
@@ -57,6 +57,17 @@ def test_a_stack_deployed_with_a_shorter_context_fails_models(misconfigured_serv
     assert code == 1, out + err
     assert "max_model_len is 4096, the stack expects 32768" in " ".join(out.split())
 
+
+
+def test_url_with_max_model_len_and_no_model_checks_the_first_listed(misconfigured_server, open_server, capsys):
+    """`--url` with `--max-model-len` and no `--model`: the context is held for the model the checks use
+    (the first listed), not skipped."""
+    code, out, err = run_task(["smoke-test", "--url", misconfigured_server.url, "--max-model-len", "32768",
+                               "--only", "health,models"], capsys)
+    assert code == 1 and "max_model_len is 4096, --max-model-len asks for 32768" in " ".join(out.split()), out + err
+    code, out, err = run_task(["smoke-test", "--url", open_server.url, "--max-model-len", "32768",
+                               "--only", "health,models"], capsys)
+    assert code == 0 and "max_model_len 32768 (>= 32768 expected)" in " ".join(out.split()), out + err
 
 def test_wrong_served_model_name_fails_models(open_server):
     report = run_checks(_target(open_server.url, "openai/gpt-oss-120b"), SmokeConfig(only=("models", "chat")))
