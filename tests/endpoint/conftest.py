@@ -38,28 +38,57 @@ def start_visibly(request, make):
         return make().start()
 
 
-def _vllm(request, tmp_path_factory, name: str, api_key: str | None, **kw):
-    from tests.vllm_cpu.server import make_server
-
-    return start_visibly(request, lambda: make_server(tmp_path_factory.mktemp(name), api_key=api_key, **kw))
-
-
 # package scope: started once for tests/endpoint and stopped when it is done, so an idle engine
 # (a vLLM CPU engine polls) does not take CPU from the rest of the suite
+PACKAGE_SERVERS = {"open_server": ("vllm-open", None), "keyed_server": ("vllm-keyed", TEST_API_KEY)}
+
+
 @pytest.fixture(scope="package")
-def open_server(request, tmp_path_factory):
+def _package_servers(request, tmp_path_factory):
+    """On first use, starts side by side every package server that the collected tests of this
+    package use (two vLLM start-ups overlap: much of one is single-threaded), without waiting."""
+    from tests.vllm_cpu.server import make_server
+
+    here = Path(__file__).parent
+    wanted = sorted({f for item in request.session.items if Path(str(item.fspath)).is_relative_to(here)
+                     for f in getattr(item, "fixturenames", ()) if f in PACKAGE_SERVERS})
+    pool: dict = {}
+    capman = request.config.pluginmanager.getplugin("capturemanager")
+    try:
+        for name in wanted:
+            dirname, key = PACKAGE_SERVERS[name]
+            with capman.global_and_fixture_disabled():
+                pool[name] = make_server(tmp_path_factory.mktemp(dirname), api_key=key).start(wait=False)
+        yield pool
+    finally:
+        for srv in pool.values():
+            srv.stop()
+
+
+def _package_server(request, pool: dict, name: str):
+    if name not in pool:  # a test reached it some other way: start it now
+        from tests.vllm_cpu.server import make_server
+
+        dirname, key = PACKAGE_SERVERS[name]
+        pool[name] = start_visibly(request, lambda: make_server(
+            request.getfixturevalue("tmp_path_factory").mktemp(dirname), api_key=key))
+        return pool[name]
+    capman = request.config.pluginmanager.getplugin("capturemanager")
+    with capman.global_and_fixture_disabled():
+        pool[name].wait_healthy()
+    return pool[name]
+
+
+@pytest.fixture(scope="package")
+def open_server(request, _package_servers):
     """vLLM (CPU) from the local stack's rendered plan, no API key (loopback only)."""
-    srv = _vllm(request, tmp_path_factory, "vllm-open", None)
-    yield srv
-    srv.stop()
+    return _package_server(request, _package_servers, "open_server")
 
 
 @pytest.fixture(scope="package")
-def keyed_server(request, tmp_path_factory):
+def keyed_server(request, _package_servers):
     """The same plan with an API key (VLLM_API_KEY, as the plan's secrets say)."""
-    srv = _vllm(request, tmp_path_factory, "vllm-keyed", TEST_API_KEY)
-    yield srv
-    srv.stop()
+    return _package_server(request, _package_servers, "keyed_server")
 
 
 @pytest.fixture

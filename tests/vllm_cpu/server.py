@@ -138,6 +138,7 @@ class VllmServer:
         self._log = self.log_path.open("wb")
         say(f"starting vLLM from the rendered plan of stack {self.plan.stack!r} on {self.url} (log {self.log_path})")
         pin = (lambda: os.sched_setaffinity(0, self.cpus)) if self.cpus else None
+        self.started_at = time.monotonic()
         self.proc = subprocess.Popen(argv, cwd=self.workdir, env=env, stdout=self._log, stderr=subprocess.STDOUT,
                                      start_new_session=True, preexec_fn=pin)
         if wait:
@@ -151,7 +152,7 @@ class VllmServer:
                 raise RuntimeError(f"vLLM exited with {self.proc.returncode}:\n{self.tail()}")
             try:
                 if httpx.get(self.url + "/health", timeout=2).status_code == 200:
-                    say(f"vLLM ready on {self.url} after {time.monotonic() - t0:.0f}s")
+                    say(f"vLLM ready on {self.url} after {time.monotonic() - getattr(self, 'started_at', t0):.0f}s")
                     return
             except httpx.HTTPError:
                 pass
