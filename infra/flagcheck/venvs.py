@@ -246,14 +246,34 @@ def _build_engine(engine: str, root: Path, steps_factory) -> None:
 
 
 @contextlib.contextmanager
-def _lock(root: Path):
+def lock(root: Path, *, ready=None, say=None, every: float = 20.0):
+    """The engine-venvs lock: two pytest/invoke runs (or CI's background builds) must not build in
+    the same cache at once. Yields True once held. While another process holds it, ``say`` (if given)
+    is told every ``every`` seconds; if ``ready()`` turns true meanwhile, yields False without the
+    lock: what this process waits for is built, and a build it does not need (another waiter may
+    take the lock the moment it is released) must not hold it back."""
     import fcntl
 
     root.mkdir(parents=True, exist_ok=True)
     with (root / ".lock").open("w") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)  # two pytest/invoke runs must not build the same venv
+        t0 = last = checked = time.monotonic()
+        while True:
+            try:
+                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                now = time.monotonic()
+                if ready is not None and now - checked >= 2.0:
+                    checked = now
+                    if ready():
+                        yield False
+                        return
+                if say is not None and (now - last >= every or last == t0):
+                    say(f"waiting for another process building a venv under {root} ({now - t0:.0f}s)")
+                    last = time.monotonic()
+                time.sleep(0.5)
         try:
-            yield
+            yield True
         finally:
             fcntl.flock(fh, fcntl.LOCK_UN)
 
@@ -264,7 +284,8 @@ def ensure_venv(engine: str, *, rebuild: bool = False, quiet: bool = False,
     if engine not in ENGINES:
         raise KeyError(f"unknown engine {engine!r}; known: {sorted(ENGINES)}")
     root = root or cache_root()
-    with _lock(root):
+    with lock(root, say=None if quiet else (lambda m: print(m, file=sys.stderr, flush=True)),
+              ready=None if rebuild else (lambda: torch_healthy(root) and engine_healthy(engine, root))):
         need_torch = rebuild or not torch_healthy(root)
         if not need_torch and not rebuild and engine_healthy(engine, root):
             return venv_dir(engine, root)

@@ -45,19 +45,19 @@ PACKAGE_SERVERS = {"open_server": ("vllm-open", None), "keyed_server": ("vllm-ke
 
 @pytest.fixture(scope="package")
 def _package_servers(request, tmp_path_factory):
-    """On first use, starts side by side every package server that the collected tests of this
-    package use (two vLLM start-ups overlap: much of one is single-threaded), without waiting."""
+    """On first use, starts side by side every package server that the collected tests use (two
+    vLLM start-ups overlap: much of one is single-threaded), without waiting; stops them at the end.
+    (These fixtures are visible only in this package, so every item naming one is one of its tests.)"""
     from tests.vllm_cpu.server import make_server
 
-    here = Path(__file__).parent
-    wanted = sorted({f for item in request.session.items if Path(str(item.fspath)).is_relative_to(here)
-                     for f in getattr(item, "fixturenames", ()) if f in PACKAGE_SERVERS})
+    wanted = sorted({f for item in request.session.items for f in getattr(item, "fixturenames", ())
+                     if f in PACKAGE_SERVERS})
     pool: dict = {}
     capman = request.config.pluginmanager.getplugin("capturemanager")
     try:
-        for name in wanted:
-            dirname, key = PACKAGE_SERVERS[name]
-            with capman.global_and_fixture_disabled():
+        with capman.global_and_fixture_disabled():
+            for name in wanted:
+                dirname, key = PACKAGE_SERVERS[name]
                 pool[name] = make_server(tmp_path_factory.mktemp(dirname), api_key=key).start(wait=False)
         yield pool
     finally:
@@ -66,13 +66,6 @@ def _package_servers(request, tmp_path_factory):
 
 
 def _package_server(request, pool: dict, name: str):
-    if name not in pool:  # a test reached it some other way: start it now
-        from tests.vllm_cpu.server import make_server
-
-        dirname, key = PACKAGE_SERVERS[name]
-        pool[name] = start_visibly(request, lambda: make_server(
-            request.getfixturevalue("tmp_path_factory").mktemp(dirname), api_key=key))
-        return pool[name]
     capman = request.config.pluginmanager.getplugin("capturemanager")
     with capman.global_and_fixture_disabled():
         pool[name].wait_healthy()

@@ -39,9 +39,10 @@ ODD_STREAMS: list[tuple[str, str]] = [
 ]
 
 MODES = ("slow_drip", "endless_sse", "markup_ids", "malformed_json", "empty_data", "odd_sse", "hidden_text")
-# hidden_text: the stream vLLM sends for gpt-oss with random weights (`--load-format dummy`, as on the
-# lent H200): the role chunk with the first generated token, then no visible text (the harmony
-# parser finds no message in random tokens) until finish_reason "length" and usage's token count.
+# hidden_text: the shape of vLLM's stream for gpt-oss with random weights (`--load-format dummy`, as
+# on the lent H200), reconstructed from vLLM's chat streaming code and the H200 runs (not a byte
+# capture): the role chunk with the first generated token, then no visible text (the harmony parser
+# finds no message in random tokens) until finish_reason "length" and usage's token count.
 HIDDEN_FIRST_S, HIDDEN_DECODE_S = 0.2, 0.6
 
 

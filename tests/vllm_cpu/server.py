@@ -95,6 +95,7 @@ class VllmServer:
     drop_config: tuple[str, ...] = ()   # a misconfigured server: these keys left out of vllm.yaml
     cpus: frozenset[int] | None = None  # pin the server (benchmarks: keep the load generator off its core)
     proc: subprocess.Popen | None = field(default=None, repr=False)
+    started_at: float = field(default=0.0, repr=False)  # monotonic time of start()
 
     @property
     def url(self) -> str:
@@ -152,7 +153,7 @@ class VllmServer:
                 raise RuntimeError(f"vLLM exited with {self.proc.returncode}:\n{self.tail()}")
             try:
                 if httpx.get(self.url + "/health", timeout=2).status_code == 200:
-                    say(f"vLLM ready on {self.url} after {time.monotonic() - getattr(self, 'started_at', t0):.0f}s")
+                    say(f"vLLM ready on {self.url} after {time.monotonic() - self.started_at:.0f}s")
                     return
             except httpx.HTTPError:
                 pass

