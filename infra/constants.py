@@ -84,4 +84,14 @@ K8S_SCALE_UP_PODS = 1
 K8S_SCALE_UP_PERIOD_SECONDS = 600
 K8S_SCALE_UP_STABILIZATION_SECONDS = 180
 K8S_SCALE_DOWN_STABILIZATION_SECONDS = 900
-K8S_NODE_CACHE_PATH = "/var/lib/gptoss-cache"
+K8S_NODE_CACHE_PATH = "/var/lib/gptoss/cache"
+# Node-local cache (kubernetes.cache: node-local) is a hostPath: only a directory below one of these
+# prefixes is accepted, so a stack can never mount (and chown) /, /etc, /var/run, the kubelet's or the
+# container runtime's state. /var/lib/gptoss: this project's own state directory (FHS /var/lib/<name>);
+# /mnt and /data: where clouds and on-prem nodes mount local NVMe (GKE local SSD /mnt/disks/..., AKS
+# temp disk /mnt, EKS instance store as mounted by its user data).
+K8S_NODE_CACHE_PREFIXES = ("/var/lib/gptoss", "/mnt", "/data")
+# Who may scrape the engine and router pods' /metrics (the NetworkPolicy lets these pods in): the
+# Prometheus server pods of the namespace the default autoscaling.prometheus_address points at.
+K8S_METRICS_NAMESPACE = "monitoring"
+K8S_METRICS_POD_LABELS = {"app.kubernetes.io/name": "prometheus"}

@@ -41,6 +41,12 @@ STACK_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")  # what Pulumi allow
 _LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
 HOSTNAME = re.compile(rf"{_LABEL}(?:\.{_LABEL})*")
 K8S_LABEL = re.compile(r"[a-z0-9](?:[-a-z0-9]{0,61}[a-z0-9])?")  # RFC 1123 label (namespaces)
+# Kubernetes label keys ([prefix/]name) and values, as the API server checks them.
+_LABEL_NAME = r"[A-Za-z0-9](?:[A-Za-z0-9_.-]{0,61}[A-Za-z0-9])?"
+K8S_LABEL_KEY = re.compile(rf"(?:[a-z0-9](?:[-a-z0-9.]{{0,251}}[a-z0-9])?/)?{_LABEL_NAME}")
+K8S_LABEL_VALUE = re.compile(rf"(?:{_LABEL_NAME})?")
+# A served model name: it reaches the engine's API, client env files and PromQL label matchers.
+SERVED_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:/@+-]{0,127}")
 # distribution/reference grammar: domain[:port], lower-case path components, tag.
 _DOMAIN = rf"(?:{_LABEL}(?:\.{_LABEL})*|\[[0-9a-fA-F:]+\])(?::[0-9]{{1,5}})?"
 _COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
@@ -182,6 +188,17 @@ class Drain(_Section):
         return self.prestop_seconds + self.shutdown_timeout_seconds + C.K8S_TERMINATION_MARGIN_SECONDS
 
 
+class NetworkPolicy(_Section):
+    """Who may talk to the stack's pods besides its own router (the NetworkPolicy objects)."""
+
+    # The metrics scraper let into the engine and router pods: its namespace and its pods' labels.
+    metrics_namespace: str = C.K8S_METRICS_NAMESPACE
+    metrics_pod_labels: dict[str, str] = Field(default_factory=lambda: dict(C.K8S_METRICS_POD_LABELS))
+    # Where the router reaches the Kubernetes API (TCP 443/6443; it finds the engine pods through it): narrow
+    # it to the addresses of `kubectl get endpoints kubernetes -n default`.
+    api_server_cidrs: list[str] = Field(default_factory=lambda: ["0.0.0.0/0"])
+
+
 class KubernetesTarget(_Section):
     namespace: str = "gptoss"
     replicas: int = Field(1, ge=0)
@@ -196,11 +213,16 @@ class KubernetesTarget(_Section):
     storage_class: str | None = None
     cache_size_gi: int = Field(200, ge=10)
     existing_claim: str | None = None
+    # cache: node-local's directory on each node: below /var/lib/gptoss, /mnt or /data (constants.K8S_NODE_CACHE_PREFIXES).
     node_cache_path: str = Field(C.K8S_NODE_CACHE_PATH, pattern=r"^/[A-Za-z0-9._/-]*$")
     # The Hugging Face commit every pod loads; default infra.constants.MODEL_REVISIONS.
     model_revision: str | None = Field(None, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
     drain: Drain = Field(default_factory=Drain)
     service_type: Literal["ClusterIP", "LoadBalancer", "NodePort"] = "ClusterIP"
+    # With router: none, a LoadBalancer/NodePort service exposes the engine itself (whose non-/v1 routes answer
+    # without the key); refused unless this says it is meant.
+    allow_public_engine: bool = False
+    network_policy: NetworkPolicy = Field(default_factory=NetworkPolicy)
     tolerations: list[dict[str, Any]] = Field(
         default_factory=lambda: [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]
     )
@@ -376,8 +398,9 @@ class StackSpec(BaseModel):
         if self.host.startswith("-") or not (HOSTNAME.fullmatch(self.host) or _is_ip(self.host)):
             raise err("host", self.host, "is not an IP address or host name for the engine to bind",
                       f"use {C.DEFAULT_HOST} (every interface in the container) or 127.0.0.1")
-        if self.served_model_name is not None and (not self.served_model_name.strip() or self.served_model_name.startswith("-")):
-            raise err("served_model_name", self.served_model_name, "must be a name that does not start with '-'",
+        if self.served_model_name is not None and not SERVED_NAME.fullmatch(self.served_model_name):
+            raise err("served_model_name", self.served_model_name,
+                      "is not a model name (letters, digits and . _ : / @ + -, starting with a letter or digit, at most 128)",
                       "use a name such as gpt-oss-120b, or leave it unset for the model id")
         for name in self.env:
             if not ENV_NAME.fullmatch(name):
@@ -409,6 +432,8 @@ class StackSpec(BaseModel):
                           "use lower-case letters, digits and '-' (at most 63), e.g. gptoss")
             url_credentials("kubernetes.autoscaling.prometheus_address", k.autoscaling.prometheus_address,
                             "use an address without user:password@ (give Prometheus auth to KEDA, not the stack)", stack)
+            _check_node_cache_path(k.node_cache_path, stack)
+            _check_network_policy(k.network_policy, stack)
 
         img = self.image
         if img.registry is not None:
@@ -517,6 +542,9 @@ class StackSpec(BaseModel):
             raise err("api_key_mode", "config", "no api_key secret is set",
                       f"run `pulumi config set --secret {C.CONFIG_NAMESPACE}:api_key <key> --stack {self.stack or '<stack>'}` or use api_key_mode: generate")
 
+        if self.target == "kubernetes":
+            _refuse_ssh_on_kubernetes(self)
+
         for section in ("docker", "kubernetes", "runpod"):
             if section != self.target and getattr(self, section) is not None:
                 raise err(section, "{...}", f"is set but target is {self.target!r}, so it would be ignored",
@@ -563,6 +591,50 @@ class StackSpec(BaseModel):
         for key in ("backend", "model", "gpu", "target"):
             data[key] = getattr(self, key)
         return data
+
+
+def _check_node_cache_path(path: str, stack: str | None) -> None:
+    """A node directory this project may own: below an allowed prefix, no '.', '..' or empty segments."""
+    field = "kubernetes.node_cache_path"
+    fix = (f"use a directory below {', '.join(C.K8S_NODE_CACHE_PREFIXES)} written plainly "
+           f"(e.g. {C.K8S_NODE_CACHE_PATH}), or cache: shared")
+    parts = path.split("/")[1:]
+    if "" in parts or "." in parts or ".." in parts:
+        raise SpecError(field, path, "has an empty, '.' or '..' segment (the kubelet would mount another directory than the one checked)",
+                        fix, stack=stack)
+    if not any(path.startswith(prefix + "/") for prefix in C.K8S_NODE_CACHE_PREFIXES):
+        raise SpecError(field, path, "is not below an allowed prefix (the engine user would own a host directory such as /etc)",
+                        fix, stack=stack)
+
+
+def _check_network_policy(policy: "NetworkPolicy", stack: str | None) -> None:
+    field = "kubernetes.network_policy"
+    if not K8S_LABEL.fullmatch(policy.metrics_namespace):
+        raise SpecError(f"{field}.metrics_namespace", policy.metrics_namespace, "is not a Kubernetes namespace name",
+                        "use the namespace your Prometheus runs in, e.g. monitoring", stack=stack)
+    for key, value in policy.metrics_pod_labels.items():
+        if not K8S_LABEL_KEY.fullmatch(key) or not K8S_LABEL_VALUE.fullmatch(value):
+            raise SpecError(f"{field}.metrics_pod_labels.{key}", value, "is not a Kubernetes label key and value",
+                            "use the labels of your Prometheus pods (`kubectl get pods --show-labels -n <namespace>`)", stack=stack)
+    for i, cidr in enumerate(policy.api_server_cidrs):
+        try:
+            ipaddress.ip_network(cidr, strict=True)
+        except ValueError:
+            raise SpecError(f"{field}.api_server_cidrs[{i}]", cidr, "is not an address range (CIDR)",
+                            "use e.g. 10.0.0.1/32 (`kubectl get endpoints kubernetes -n default`), or 0.0.0.0/0", stack=stack) from None
+
+
+def _refuse_ssh_on_kubernetes(spec: "StackSpec") -> None:
+    """SSH into an engine pod would need root (sshd) and a port every pod in the cluster can reach."""
+    found = [("ssh_password", "<hidden>")] if "ssh_password" in spec.secrets_set else []
+    if spec.ssh_public_key:
+        found.append(("ssh_public_key", "<key>"))
+    found += [(f"env.{name}", "<hidden>") for name in ("SSH_PASSWORD", "SSH_PUBLIC_KEY", "PUBLIC_KEY") if name in spec.env]
+    if found:
+        field, shown_value = found[0]
+        raise SpecError(field, shown_value, "SSH into the pods is refused on kubernetes (sshd needs root in the pod)",
+                        f"remove it and use `kubectl exec -it -n {spec.target_settings.namespace} deploy/<deployment> -- bash` "
+                        "(the deployment is the stack's `deployment` output)", stack=spec.stack or None)
 
 
 def _is_ip(text: str) -> bool:
@@ -614,7 +686,7 @@ def _check_keys(config: Mapping[str, Any], stack: str) -> None:
             raise SpecError(key, "...", "unknown key", did_you_mean(key, known), stack=stack or None)
         if key in _SECTIONS and isinstance(value, Mapping):
             sub = list(_SECTIONS[key].model_fields)
-            for sub_key, model in (("autoscaling", Autoscaling), ("drain", Drain)):
+            for sub_key, model in (("autoscaling", Autoscaling), ("drain", Drain), ("network_policy", NetworkPolicy)):
                 if key == "kubernetes" and isinstance(value.get(sub_key), Mapping):
                     for k in value[sub_key]:
                         if k not in model.model_fields:

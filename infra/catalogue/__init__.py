@@ -329,3 +329,10 @@ def base_image(backend: str, gpu: GPU | None) -> dict[str, Any]:
     platform = platform_for(gpu)
     row = _images_doc()[backend][platform]
     return {**row, "digest": locked_digest(row["image"], row["tag"]), "platform": platform}
+
+
+def router_pin(name: str) -> dict[str, Any]:
+    """{'image', 'tag', 'digest', 'source'} of a router artefact (images.yaml `router:`: smg, smg-chart),
+    the digest from the lock file (None until `invoke lock-images` resolved it)."""
+    row = _images_doc()["router"][name]
+    return {**row, "digest": locked_digest(row["image"], row["tag"])}

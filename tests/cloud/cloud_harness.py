@@ -20,6 +20,12 @@ NEW_STACKS = RUNPOD_STACKS + K8S_STACKS
 SENTINELS = {key: f"CLOUDSENTINEL-{key}-3f9a61c2e8d4b705" for key in C.SECRET_KEYS}
 GENERATED_KEY = "CLOUDSENTINEL-generated-api-key-81d0c7e2a6"
 ALL_SENTINELS = {**SENTINELS, "generated_api_key": GENERATED_KEY}
+# Kubernetes refuses SSH into the pods (ssh_password included): its stacks get every other secret.
+K8S_SENTINELS = {key: value for key, value in SENTINELS.items() if key != "ssh_password"}
+
+
+def sentinels_for(name: str) -> dict[str, str]:
+    return K8S_SENTINELS if name in K8S_STACKS else SENTINELS
 
 
 def stack_doc(name: str) -> dict[str, Any]:
@@ -29,7 +35,7 @@ def stack_doc(name: str) -> dict[str, Any]:
 def pulumi_config(name: str, *, secrets: Mapping[str, str] | None = None,
                   overrides: Mapping[str, Any] | None = None) -> tuple[dict[str, str], list[str]]:
     """The stack's config with this suite's sentinels (infra.deploy.testing.stack_file_config)."""
-    return T.stack_file_config(name, secrets=SENTINELS if secrets is None else secrets, overrides=overrides)
+    return T.stack_file_config(name, secrets=sentinels_for(name) if secrets is None else secrets, overrides=overrides)
 
 
 def run_stack(name: str, *, secrets: Mapping[str, str] | None = None, overrides: Mapping[str, Any] | None = None,

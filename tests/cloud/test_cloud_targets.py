@@ -20,10 +20,10 @@ import jsonschema
 import kubernetes_validate
 import pytest
 from cloud_harness import (ALL_SENTINELS, K8S_STACKS, NEW_STACKS, RUNPOD_STACKS, SENTINELS, manifest,
-                           run_stack)
+                           run_stack, sentinels_for)
 
 from infra import constants as C
-from infra.catalogue import get_gpu
+from infra.catalogue import get_gpu, router_pin
 from infra.deploy import testing as T
 from infra.deploy.targets import kubernetes as K
 from infra.deploy.targets import runpod as R
@@ -48,7 +48,7 @@ LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
 
 def expected_spec(name: str):
     config = read_stack_config(name)
-    config.update({key: {"secure": "v1:placeholder"} for key in SENTINELS})
+    config.update({key: {"secure": "v1:placeholder"} for key in sentinels_for(name)})
     return load_spec(config, name)
 
 
@@ -138,7 +138,7 @@ def test_secrets_reach_the_cluster_only_as_secrets(runs, name):
     # The Deployment refers to the Secret; it never carries a value.
     env = manifest(run.one(DEPLOYMENT))["spec"]["template"]["spec"]["containers"][0]["env"]
     refs = {e["name"]: e["valueFrom"]["secretKeyRef"] for e in env if "valueFrom" in e}
-    assert set(refs) == {"API_KEY", "HF_TOKEN", "SSH_PASSWORD"}
+    assert set(refs) == {"API_KEY", "HF_TOKEN"}
     assert {r["name"] for r in refs.values()} == {opaque.plain("metadata")["name"]}
 
 
@@ -184,7 +184,7 @@ def test_every_kubernetes_object_validates_strictly_for_1_33(runs, name):
                     "autoscaling": {"enabled": True, "mode": "hpa", "max_replicas": 3, "service_monitor": True}}},
     {"kubernetes": {"replicas": 4, "cache": "node-local", "router": "smg", "service_type": "LoadBalancer"}},
     {"kubernetes": {"replicas": 1, "existing_claim": "shared-hf-cache", "service_type": "LoadBalancer",
-                    "node_selector": {"topology.kubernetes.io/zone": "zone-a"}}},
+                    "allow_public_engine": True, "node_selector": {"topology.kubernetes.io/zone": "zone-a"}}},
     {"kubernetes": {"replicas": 3, "storage_class": "nfs-rwx",
                     "tolerations": [{"key": "dedicated", "operator": "Equal", "value": "llm", "effect": "NoSchedule"}]}},
 ], ids=["hpa", "node-local-lb", "existing-claim-lb", "rwx-tolerations"])
@@ -263,7 +263,8 @@ def test_gpus_probes_replicas_and_nodes_match_the_spec(runs, name):
     # The launcher entrypoint runs the plan: no command override, the plan's env verbatim.
     assert "command" not in container and "args" not in container
     plain_env = {e["name"]: e["value"] for e in container["env"] if "value" in e}
-    assert plain_env == {**plan.env, "HF_HUB_OFFLINE": "1"}  # the download Job filled the shared cache
+    # offline: the download Job filled the shared cache; HOME: the engine user's, a writable emptyDir
+    assert plain_env == {**plan.env, "HF_HUB_OFFLINE": "1", "HOME": "/home/gptoss"}
 
     # Labels are valid label values (the model id lives in an annotation).
     for value in dep["spec"]["template"]["metadata"]["labels"].values():
@@ -401,7 +402,9 @@ def test_network_volume_needs_its_data_center():
 def _stable(value):
     """Dependency URN lists are built from sets inside the SDK: compare them as sets."""
     if isinstance(value, dict):
-        return {k: (sorted(v) if k in ("dependencies", "urns") and isinstance(v, list) else _stable(v))
+        # A transform is a callback of this run's SDK process (its address and token differ per run).
+        return {k: (sorted(v) if k in ("dependencies", "urns") and isinstance(v, list)
+                    else ["callback"] * len(v) if k == "transforms" else _stable(v))
                 for k, v in value.items()}
     if isinstance(value, list):
         return [_stable(v) for v in value]
@@ -448,7 +451,11 @@ def test_router_discovers_exactly_the_engine_pods(runs, name):
     spec, run = expected_spec(name), runs[name]
     chart = run.one(CHART)
     args = chart.plain("values") and T.unwrap_secrets(chart.inputs)
-    assert (args["chart"], args["version"]) == (RT.SMG_CHART, RT.SMG_CHART_VERSION) == ("oci://ghcr.io/smg-project/charts/smg", "1.9.0")
+    assert (RT.SMG_CHART, RT.SMG_CHART_VERSION) == ("oci://ghcr.io/smg-project/charts/smg", "1.9.0")
+    # Pinned by the (stand-in) lock's digest: the chart by reference, the router image by a transform.
+    pin = router_pin("smg-chart")
+    assert (args["chart"], args["version"]) == (f"{RT.SMG_CHART}@{pin['digest']}", "1.9.0")
+    assert len(chart.raw["transforms"]) == 1
     values = args["values"]
     RT.check_smg_values(values)
     RT.SmgValues.model_validate(values)  # typed: no key the chart does not know

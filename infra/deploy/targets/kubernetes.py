@@ -15,14 +15,16 @@ with kubernetes-validate without Pulumi; `deploy` wraps them in pulumi-kubernete
 Resources (children of the component, default Kubernetes provider = the ambient kubeconfig /
 `kubernetes:context` config):
 
-    Namespace -> Secret (API key, HF token: Pulumi secrets, referenced by secretKeyRef, so the
+    Namespace -> NetworkPolicies (engine, router, download Job: k8s/security.py) ->
+    Secret (API key, HF token: Pulumi secrets, referenced by secretKeyRef, so the
     Deployment never carries a value) -> image pull Secret (dockerconfigjson built inside an
     apply from the registry password secret) -> cache claim (or an existing claim, or a node
     directory) -> weights download Job (shared cache) -> Deployment -> engine Service ->
     PodDisruptionBudget -> router (SMG Helm chart) -> optional KEDA ScaledObject or HPA, ServiceMonitor.
 
-Focused parts live in infra/deploy/targets/k8s/: router.py (SMG values), weights.py (cache, download
-Job), autoscaling.py (KEDA/HPA/ServiceMonitor).
+Focused parts live in infra/deploy/targets/k8s/: router.py (SMG values, pins), weights.py (cache, download
+Job), autoscaling.py (KEDA/HPA/ServiceMonitor), security.py (security contexts, writable volumes,
+NetworkPolicies: every pod non-root with a read-only root and no service-account token).
 
 Choices, each for a reason:
 - no `command`/`args`: the image's entrypoint is the launcher, which rebuilds this exact plan
@@ -59,7 +61,9 @@ from infra import constants as C
 from infra.deploy.targets.base import TargetContext, TargetResult, health_path, startup_grace_seconds
 from infra.deploy.targets.k8s import autoscaling as A
 from infra.deploy.targets.k8s import router as R
+from infra.deploy.targets.k8s import security as S
 from infra.deploy.targets.k8s import weights as W
+from infra.catalogue import router_pin
 from infra.spec import SpecError
 
 # The Kubernetes minor the manifests are written (and validated, tests/cloud) for.
@@ -133,6 +137,15 @@ def object_labels(stack: str, plan) -> dict[str, str]:
 def pod_labels(stack: str, plan) -> dict[str, str]:
     """The engine pods' labels: the objects' labels plus the one the router discovers them by."""
     return {**object_labels(stack, plan), **R.worker_selector(label_value(stack))}
+
+
+def engine_pod_selector(stack: str) -> dict[str, str]:
+    """The engine pods only (the download Job's pods share selector_labels but not the worker label)."""
+    return {**selector_labels(stack), **R.worker_selector(label_value(stack))}
+
+
+def job_labels(stack: str) -> dict[str, str]:
+    return {**selector_labels(stack), "app.kubernetes.io/component": "weights"}
 
 
 def object_annotations(labels: Mapping[str, str]) -> dict[str, str]:
@@ -213,6 +226,21 @@ def validate(spec, plan) -> None:
                    "set kubernetes.storage_class to a ReadWriteMany class (EFS: efs-sc, Filestore: standard-rwx, "
                    "Azure Files: azurefile-csi, NFS/CephFS), or existing_claim, or use cache: node-local")
     router = router_of(spec)
+    if router == "none" and settings.service_type != "ClusterIP" and not settings.allow_public_engine:
+        raise _err(spec, "kubernetes.service_type", settings.service_type,
+                   "with router: none this exposes the engine pods themselves outside the cluster, and the engine "
+                   "answers routes such as /invocations, /tokenize and /metrics without the API key",
+                   "use router: smg (the router checks the key on every route), service_type: ClusterIP with "
+                   "`kubectl port-forward`, or set kubernetes.allow_public_engine: true if that is meant")
+    if router == "smg" and not spec.image.allow_unpinned_base:
+        for name in ("smg-chart", "smg"):
+            pin = router_pin(name)
+            if not pin["digest"]:
+                raise _err(spec, "kubernetes.router", router,
+                           f"{pin['image']}:{pin['tag']} has no digest in infra/catalogue/images.lock.yaml, and an unpinned "
+                           "router is not allowed (the tag could be moved to other code)",
+                           "run `invoke lock-images` and commit infra/catalogue/images.lock.yaml "
+                           "(or image.allow_unpinned_base: true for a test cluster)")
     if router not in R.ROUTERS_BUILT:
         raise _err(spec, "kubernetes.router", router,
                    "the llm-d router (InferencePool + endpoint picker) is not deployed by this version yet",
@@ -271,11 +299,13 @@ def deployment_spec(stack: str, spec, plan, *, image: Any, secret_vars: list[str
         "image": image,
         "imagePullPolicy": "IfNotPresent",
         "ports": [{"name": PORT_NAME, "containerPort": int(plan.port), "protocol": "TCP"}],
-        "env": container_env(plan, names["secret"], secret_vars, W.engine_env(settings)),
+        "env": container_env(plan, names["secret"], secret_vars, {**W.engine_env(settings), **S.home_env()}),
         "resources": gpu_resources(spec, plan),
+        "securityContext": S.container_security_context(),
         "volumeMounts": [
             {"name": W.CACHE_VOLUME, "mountPath": C.CACHE_ROOT},
             {"name": "dshm", "mountPath": "/dev/shm"},
+            *S.writable_mounts(),
         ],
         **probes(spec, plan),
     }
@@ -288,14 +318,19 @@ def deployment_spec(stack: str, spec, plan, *, image: Any, secret_vars: list[str
         "nodeSelector": node_selector(spec),
         "tolerations": [dict(t) for t in settings.tolerations],
         "terminationGracePeriodSeconds": termination_grace_seconds(spec),
-        # The launcher drops to the engine user; the cache claim must be writable by its group.
-        "securityContext": {"fsGroup": C.ENGINE_UID, "fsGroupChangePolicy": "OnRootMismatch"},
+        "automountServiceAccountToken": False,  # the engine never calls the Kubernetes API
+        # The engine user from the start (no root, no sshd); the cache claim must be writable by its group.
+        "securityContext": S.pod_security_context(),
         "volumes": [
             W.cache_volume(settings, names["cache"]),
             # NCCL and the engines' workers share memory through /dev/shm (the seeds' --ipc=host).
             {"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": f"{settings.shm_size_gi}Gi"}},
+            *S.writable_volumes(),
         ],
     }
+    if settings.cache == "node-local":
+        # The kubelet creates the node directory root-owned and fsGroup does not apply to hostPath.
+        pod_spec["initContainers"] = [S.cache_owner_init_container(image, W.CACHE_VOLUME)]
     if with_pull_secret:
         pod_spec["imagePullSecrets"] = [{"name": names["pull_secret"]}]
     out: dict[str, Any] = {
@@ -374,8 +409,26 @@ def download_job(stack: str, spec, plan, *, image: Any, secret_vars: list[str], 
         weights=plan.weights or plan.model, revision=model_revision(spec, plan), image=image,
         claim_name=names["cache"], secret_name=names["secret"] if secret_vars else None,
         has_hf_token="HF_TOKEN" in secret_vars, pull_secret=names["pull_secret"] if with_pull_secret else None,
-        labels={**selector_labels(stack), "app.kubernetes.io/component": "weights"},
+        labels=job_labels(stack),
         deadline_s=startup_grace_seconds(spec.model) * 2)
+
+
+def network_policies(stack: str, spec, plan) -> dict[str, dict]:
+    """NetworkPolicy name -> spec for the stack's pods (what is not listed is denied; k8s/security.py)."""
+    names = k8s_names(stack, spec)
+    settings = spec.target_settings
+    router = R.router_pod_labels(names["router_release"]) if router_of(spec) == "smg" else None
+    engine = engine_pod_selector(stack)
+    out = {f"{names['app']}-engine": S.engine_policy_spec(
+        engine_pods=engine, engine_port=int(plan.port), router_pods=router, service_type=settings.service_type,
+        network=settings.network_policy, downloads_itself=not W.uses_download_job(settings))}
+    if router is not None:
+        out[f"{names['app']}-router"] = S.router_policy_spec(
+            router_pods=router, engine_pods=engine, engine_port=int(plan.port), service_type=settings.service_type,
+            network=settings.network_policy)
+    if W.uses_download_job(settings):
+        out[f"{names['app']}-weights"] = S.download_policy_spec(job_pods=job_labels(stack))
+    return out
 
 
 def dockerconfigjson(registry: str, username: str, password: str) -> str:
@@ -443,6 +496,10 @@ class KubernetesTarget:
 
         secret_vars = sorted(ctx.secret_env)
         server_deps: list[pulumi.Resource] = [namespace]
+        # Before any pod exists, so none ever runs unfenced.
+        for policy_name, policy in network_policies(stack, spec, plan).items():
+            server_deps.append(k8s.networking.v1.NetworkPolicy(
+                f"{stack}-netpol-{policy_name.rsplit('-', 1)[-1]}", metadata=meta(policy_name), spec=policy, opts=in_ns))
         if secret_vars:
             secret = k8s.core.v1.Secret(
                 f"{stack}-secrets",
@@ -510,14 +567,21 @@ class KubernetesTarget:
 
         front: pulumi.Resource = service
         if router_of(spec) == "smg":
+            release, pinned = names["router_release"], R.router_image()
+
+            def pin_image(args: pulumi.ResourceTransformArgs) -> pulumi.ResourceTransformResult | None:
+                props = R.pin_router_image(args.type_, args.props, release, pinned)
+                return None if props is None else pulumi.ResourceTransformResult(props, args.opts)
+
             front = k8s.helm.v4.Chart(
                 f"{stack}-router",
-                chart=R.SMG_CHART,
+                chart=R.chart_ref(),
                 version=R.SMG_CHART_VERSION,
                 namespace=names["namespace"],
-                name=names["router_release"],
+                name=release,
                 values=router_values(stack, spec, with_api_key="API_KEY" in secret_vars),
-                opts=pulumi.ResourceOptions(parent=ctx.parent, depends_on=server_deps),
+                opts=pulumi.ResourceOptions(parent=ctx.parent, depends_on=server_deps,
+                                            transforms=[pin_image] if pinned else None),
             )
 
         auto = settings.autoscaling
@@ -575,4 +639,5 @@ def deploy(ctx: TargetContext) -> TargetResult:
 
 
 __all__ = ["KubernetesTarget", "deploy", "validate", "deployment_spec", "probes", "k8s_names", "router_values",
+           "network_policies",
            "download_job", "dockerconfigjson", "scaled_object_spec", "hpa_spec", "KUBERNETES_VERSION", "QUEUE_METRIC"]

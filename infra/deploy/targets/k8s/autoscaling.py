@@ -17,9 +17,25 @@ QUEUE_METRIC = {"vllm": "vllm:num_requests_waiting", "sglang": "sglang:num_queue
 POLLING_INTERVAL_S = 15
 
 
+def promql_string(value: str) -> str:
+    """A PromQL double-quoted string literal of value (PromQL strings escape as Go's do: backslash, the
+    quote and control characters), so a label value can never close the matcher and add a query."""
+    out = []
+    for ch in value:
+        if ch in '\\"':
+            out.append("\\" + ch)
+        elif ch == "\n":
+            out.append("\\n")
+        elif ord(ch) < 0x20 or ord(ch) == 0x7F:
+            out.append(f"\\x{ord(ch):02x}")
+        else:
+            out.append(ch)
+    return '"' + "".join(out) + '"'
+
+
 def queue_query(backend: str, namespace: str, served_model: str) -> str:
     metric = QUEUE_METRIC[backend]
-    return f'sum({metric}{{namespace="{namespace}",model_name="{served_model}"}})'
+    return f"sum({metric}{{namespace={promql_string(namespace)},model_name={promql_string(served_model)}}})"
 
 
 def behavior(auto) -> dict[str, Any]:

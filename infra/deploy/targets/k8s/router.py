@@ -16,18 +16,43 @@ port ranges, replicas >= 1), restated in SMG_VALUES_SCHEMA.
 
 The API key never enters the values (which Pulumi stores in state): the router container gets it
 from the stack's Secret as an env var, and its `--api-key` argument is `$(VAR)`, which the kubelet
-expands when it starts the container (the chart itself passes $(POD_IP) the same way). SMG 1.9.0
-reads `--api-key` from its command line only.
+expands when it starts the container (the chart itself passes $(POD_IP) the same way). So the pod
+spec holds only `$(GPTOSS_ROUTER_API_KEY)`, but the running router's argv (/proc/<pid>/cmdline,
+readable inside the router pod) holds the key: SMG 1.9.0 reads `--api-key` from its command line
+only, and so does the newest SMG checked (smg-project/smg main at f8daa88, 2026-08-22: the Python
+launcher's argparse `--api-key` and the Rust CLI's `#[arg(long)] api_key` have no env or file form;
+only `--control-plane-api-keys` has an env var, CONTROL_PLANE_API_KEYS). Switch to an env/file form
+once SMG has one.
+
+Pins: the chart and the router image are rows of infra/catalogue/images.yaml (`router:`) locked by
+digest in images.lock.yaml (`invoke lock-images`). The chart is fetched as `oci://...smg@sha256:...`
+(Helm >= 3.18 installs OCI charts by digest); its router image (`registry/repository:tag`, and the tag
+also becomes a label value, so it cannot carry a digest through the values) is replaced in the
+rendered Deployment by `pin_router_image`, a Pulumi transform.
+
+Hardening through the values: the router container's securityContext (non-root uid 65532, the smg
+user of SMG's docker/Dockerfile; no privilege escalation, no capabilities, read-only root with the
+chart's /tmp emptyDir, seccomp RuntimeDefault). The chart gives the router its own ServiceAccount and
+a Role (pods get/list/watch in the namespace) when service discovery is on; the engine pods mount no
+token at all.
 """
 from __future__ import annotations
 
+import copy
 from typing import Any, Literal
 
 import jsonschema
 from pydantic import BaseModel, ConfigDict, Field
 
-SMG_CHART = "oci://ghcr.io/smg-project/charts/smg"
-SMG_CHART_VERSION = "1.9.0"
+from infra.catalogue import router_pin
+
+SMG_CHART = "oci://" + router_pin("smg-chart")["image"]
+SMG_CHART_VERSION = router_pin("smg-chart")["tag"]
+# The chart's router pods (templates/deployment-router.yaml: smg.selectorLabels + component) and container.
+CHART_NAME = "smg"
+ROUTER_CONTAINER = "router"
+# docker/Dockerfile of SMG 1.9.0: `useradd --system --uid 65532 smg`, `USER smg` (its group id is not fixed).
+ROUTER_UID = 65532
 # The label SMG selects engine pods by (value: the stack), on the engine pods only: the chart's own
 # router pods carry app.kubernetes.io/instance=<release>, so that label cannot be the selector.
 WORKER_LABEL = "gptoss.worker-of"
@@ -96,6 +121,7 @@ class Router(_Values):
     podLabels: dict[str, str] = Field(default_factory=dict)  # noqa: N815
     extraArgs: list[str] = Field(default_factory=list)  # noqa: N815
     extraEnv: list[dict[str, Any]] = Field(default_factory=list)  # noqa: N815
+    securityContext: dict[str, Any] = Field(default_factory=dict)  # noqa: N815
 
 
 class SmgValues(_Values):
@@ -115,6 +141,44 @@ def router_service_name(app: str) -> str:
 
 def worker_selector(stack_label: str) -> dict[str, str]:
     return {WORKER_LABEL: stack_label}
+
+
+def router_pod_labels(release: str) -> dict[str, str]:
+    """The labels the chart gives the router pods (what its router Service selects)."""
+    return {"app.kubernetes.io/name": CHART_NAME, "app.kubernetes.io/instance": release,
+            "app.kubernetes.io/component": "router"}
+
+
+def router_security_context() -> dict[str, Any]:
+    return {"runAsNonRoot": True, "runAsUser": ROUTER_UID, "allowPrivilegeEscalation": False,
+            "readOnlyRootFilesystem": True, "capabilities": {"drop": ["ALL"]},
+            "seccompProfile": {"type": "RuntimeDefault"}}
+
+
+def chart_ref() -> str:
+    """The chart as Helm fetches it: by digest once locked, else by the version alone."""
+    pin = router_pin("smg-chart")
+    return f"{SMG_CHART}@{pin['digest']}" if pin["digest"] else SMG_CHART
+
+
+def router_image() -> str | None:
+    """image:tag@digest of the router, or None while unlocked (the chart's own tag is used then)."""
+    pin = router_pin("smg")
+    return f"{pin['image']}:{pin['tag']}@{pin['digest']}" if pin["digest"] else None
+
+
+def pin_router_image(kind: str, props: dict[str, Any], release: str, image: str) -> dict[str, Any] | None:
+    """The chart's router Deployment with its router container's image replaced by `image`; None for
+    any other object (a Pulumi transform's answer: None leaves the object as the chart rendered it)."""
+    if kind != "kubernetes:apps/v1:Deployment" or (props.get("metadata") or {}).get("name") != f"{release}-router":
+        return None
+    out = copy.deepcopy(props)
+    containers = out["spec"]["template"]["spec"]["containers"]
+    for container in containers:
+        if container.get("name") == ROUTER_CONTAINER:
+            container["image"] = image
+            return out
+    return None
 
 
 def smg_values(*, app: str, namespace: str, stack_label: str, engine_port: int, service_type: str,
@@ -137,6 +201,7 @@ def smg_values(*, app: str, namespace: str, stack_label: str, engine_port: int, 
             podLabels={"app.kubernetes.io/part-of": "gptoss-stacks"},
             extraArgs=extra_args,
             extraEnv=extra_env,
+            securityContext=router_security_context(),
         ),
     )
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 from typing import Any
 
 from infra import constants as C
+from infra.deploy.targets.k8s import security as S
 
 CACHE_VOLUME = "cache"
 # Runs in the engine image (which has huggingface_hub); the repo and revision arrive as argv, never
@@ -66,7 +67,7 @@ def job_name(app: str, revision: str) -> str:
 def download_job_spec(*, weights: str, revision: str, image: Any, claim_name: str, secret_name: str | None,
                       has_hf_token: bool, pull_secret: str | None, labels: dict[str, str],
                       deadline_s: int) -> dict[str, Any]:
-    env: list[dict[str, Any]] = [{"name": k, "value": v} for k, v in sorted(C.CACHE_ENV.items())]
+    env: list[dict[str, Any]] = [{"name": k, "value": v} for k, v in sorted({**C.CACHE_ENV, **S.home_env()}.items())]
     if has_hf_token and secret_name:
         env.append({"name": "HF_TOKEN", "valueFrom": {"secretKeyRef": {"name": secret_name, "key": "HF_TOKEN"}}})
     container = {
@@ -77,15 +78,15 @@ def download_job_spec(*, weights: str, revision: str, image: Any, claim_name: st
         "command": ["python3", "-c", DOWNLOAD_SCRIPT, weights, revision],
         "env": env,
         "resources": {"requests": {"cpu": "1", "memory": "2Gi"}, "limits": {"memory": "8Gi"}},
-        "securityContext": {"allowPrivilegeEscalation": False, "runAsNonRoot": True,
-                            "runAsUser": C.ENGINE_UID, "runAsGroup": C.ENGINE_UID},
-        "volumeMounts": [{"name": CACHE_VOLUME, "mountPath": C.CACHE_ROOT}],
+        "securityContext": S.container_security_context(),
+        "volumeMounts": [{"name": CACHE_VOLUME, "mountPath": C.CACHE_ROOT}, *S.writable_mounts()],
     }
     pod: dict[str, Any] = {
         "restartPolicy": "Never",
+        "automountServiceAccountToken": False,
         "containers": [container],
-        "securityContext": {"fsGroup": C.ENGINE_UID, "fsGroupChangePolicy": "OnRootMismatch"},
-        "volumes": [{"name": CACHE_VOLUME, "persistentVolumeClaim": {"claimName": claim_name}}],
+        "securityContext": S.pod_security_context(),
+        "volumes": [{"name": CACHE_VOLUME, "persistentVolumeClaim": {"claimName": claim_name}}, *S.writable_volumes()],
     }
     if pull_secret:
         pod["imagePullSecrets"] = [{"name": pull_secret}]
