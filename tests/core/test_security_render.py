@@ -119,7 +119,7 @@ def test_any_accepted_stack_gives_docker_exactly_the_planned_words(cfg, tmp_path
 def test_hostile_but_legal_values_reach_docker_literally(tmp_path, fake_docker):
     """Values a stack may legally hold (env values, an engine option's value) are passed as one word each."""
     cfg = {**BASE, "env": {"NOTE": "$(touch pwned) `touch pwned` 'q' \"d\" ; | & *"},
-           "extra_args": ["--max-log-len", "$(touch pwned)"], "served_model_name": "my model's $(name)"}
+           "extra_args": ["--max-log-len", "$(touch pwned)"], "served_model_name": "acme/gpt-oss:120b@v1+x"}
     assert check_stack(cfg, tmp_path, fake_docker)
     words = run_script(render_plan_files(load_spec(cfg), build_plan(load_spec(cfg)))["docker-run.sh"], tmp_path, fake_docker)
     assert "NOTE=$(touch pwned) `touch pwned` 'q' \"d\" ; | & *" in words
@@ -127,6 +127,7 @@ def test_hostile_but_legal_values_reach_docker_literally(tmp_path, fake_docker):
 
 @pytest.mark.parametrize("section, key, value, words", [
     (None, "served_model_name", "m\ntouch pwned", ["control character '\\n'"]),
+    (None, "served_model_name", "my model's $(name)", ["not a model name"]),
     (None, "host", "0.0.0.0 -v /:/host", ["IP address or host name"]),
     ("docker", "publish_address", "127.0.0.1:1:1 -v /:/host", ["IP address only"]),
     ("docker", "container_name", "x$(touch pwned)", ["container name"]),
