@@ -7,10 +7,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+import pytest
 import yaml
 
 from infra import constants as C
 from infra.deploy import testing as T
+from infra.spec import SpecError
 from infra.stackfile import stack_path
 
 RUNPOD_STACKS = ["runpod-h100-sglang", "runpod-a100-vllm"]
@@ -47,7 +49,33 @@ def run_stack(name: str, *, secrets: Mapping[str, str] | None = None, overrides:
                          mocks=T.DeterministicMocks(random_password=GENERATED_KEY), monitor=monitor)
 
 
+def run_stacks(names: list[str]) -> dict[str, T.ProgramRun]:
+    """Each stack's run, for a module-scoped fixture (the autouse fixture registering the cloud targets
+    is function-scoped, so they are registered here for the duration as well)."""
+    from infra.deploy import targets
+    from infra.deploy.targets import kubernetes, runpod
+
+    saved = dict(targets.TARGETS)
+    targets.TARGETS.setdefault("kubernetes", kubernetes.KubernetesTarget())
+    targets.TARGETS.setdefault("runpod", runpod.RunpodTarget())
+    try:
+        return {name: run_stack(name) for name in names}
+    finally:
+        targets.TARGETS.clear()
+        targets.TARGETS.update(saved)
+
+
 def manifest(resource: T.Resource) -> dict[str, Any]:
     """A registered Kubernetes resource as the object the provider would send to the API server
     (secret wrappers removed: validation is about shape, secrecy is checked separately)."""
     return T.unwrap_secrets(resource.inputs)
+
+
+def refused(name: str, overrides: dict, secrets: Mapping[str, str] | None = None) -> SpecError:
+    """Run the program; it must raise SpecError having registered nothing but the stack."""
+    monitor = T.RecordingMonitor(T.DeterministicMocks())
+    with pytest.raises(SpecError) as info:
+        run_stack(name, overrides=overrides, secrets=secrets, monitor=monitor)
+    types = {r.get("type") for r in monitor.registrations}
+    assert types <= {T.STACK_TYPE}, types
+    return info.value

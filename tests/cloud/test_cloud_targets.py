@@ -20,15 +20,14 @@ import jsonschema
 import kubernetes_validate
 import pytest
 from cloud_harness import (ALL_SENTINELS, K8S_STACKS, NEW_STACKS, RUNPOD_STACKS, SENTINELS, manifest,
-                           run_stack, sentinels_for)
+                           refused, run_stack, run_stacks, sentinels_for)
 
 from infra import constants as C
 from infra.catalogue import get_gpu, router_pin
 from infra.deploy import testing as T
 from infra.deploy.targets import kubernetes as K
-from infra.deploy.targets import runpod as R
 from infra.plan import build_plan
-from infra.spec import SpecError, load_spec
+from infra.spec import load_spec
 from infra.stackfile import list_stacks, load_stack, read_stack_config
 
 POD = "runpod:index:Pod"
@@ -54,17 +53,7 @@ def expected_spec(name: str):
 
 @pytest.fixture(scope="module")
 def runs(request) -> dict[str, T.ProgramRun]:
-    from infra.deploy import targets
-
-    # The autouse fixture is function-scoped; register for this module-scoped run as well.
-    saved = dict(targets.TARGETS)
-    targets.TARGETS.setdefault("kubernetes", K.KubernetesTarget())
-    targets.TARGETS.setdefault("runpod", R.RunpodTarget())
-    try:
-        return {name: run_stack(name) for name in NEW_STACKS}
-    finally:
-        targets.TARGETS.clear()
-        targets.TARGETS.update(saved)
+    return run_stacks(NEW_STACKS)
 
 
 def k8s_resources(run: T.ProgramRun) -> list[T.Resource]:
@@ -348,16 +337,6 @@ def test_runpod_private_image_goes_through_a_template_with_the_registry_auth():
 
 
 # ----------------------------------------------------------------------------- refusals
-
-def refused(name: str, overrides: dict) -> SpecError:
-    """Run the program; it must raise SpecError having registered nothing but the stack."""
-    monitor = T.RecordingMonitor(T.DeterministicMocks())
-    with pytest.raises(SpecError) as info:
-        run_stack(name, overrides=overrides, monitor=monitor)
-    types = {r.get("type") for r in monitor.registrations}
-    assert types <= {T.STACK_TYPE}, types
-    return info.value
-
 
 def test_more_gpus_per_pod_than_the_gpu_type_offers_is_refused():
     err = refused("k8s-h100-vllm", {"model": "openai/gpt-oss-20b", "gpu_count": 16})
