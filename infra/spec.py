@@ -228,6 +228,9 @@ class KubernetesTarget(_Section):
     )
     node_selector: dict[str, str] = Field(default_factory=dict)  # added to the GPU product label
     shm_size_gi: int = Field(16, ge=1)
+    # Extra group ids of the engine pods (which run as uid 10001, not root): on AMD nodes the gids of `video` and
+    # `render` there (`getent group video render`), which own /dev/kfd and /dev/dri.
+    supplemental_groups: list[int] = Field(default_factory=list)
     autoscaling: Autoscaling = Field(default_factory=Autoscaling)
 
     @property
@@ -433,6 +436,10 @@ class StackSpec(BaseModel):
             url_credentials("kubernetes.autoscaling.prometheus_address", k.autoscaling.prometheus_address,
                             "use an address without user:password@ (give Prometheus auth to KEDA, not the stack)", stack)
             _check_node_cache_path(k.node_cache_path, stack)
+            for i, gid in enumerate(k.supplemental_groups):
+                if not 0 < gid < 2**31:
+                    raise err(f"kubernetes.supplemental_groups[{i}]", gid, "is not a group id (1 to 2147483647)",
+                              "use the numeric gids of `getent group video render` on the GPU nodes")
             _check_network_policy(k.network_policy, stack)
 
         img = self.image

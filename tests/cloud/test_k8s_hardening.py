@@ -456,3 +456,16 @@ def test_the_transform_pins_the_router_image_by_digest(runs):
     # Only the router Deployment of this release: other objects (and releases) are left as rendered.
     assert R.pin_router_image("kubernetes:core/v1:Service", rendered, release, pinned) is None
     assert R.pin_router_image(DEPLOYMENT, _chart_router_deployment("other-smg"), release, pinned) is None
+
+
+def test_amd_pods_need_the_device_groups_they_can_no_longer_add_as_root():
+    amd = {"gpu": "mi300x-192gb", "tensor_parallel": 1}
+    err = refused("k8s-h100-vllm", amd)
+    assert err.field == "kubernetes.supplemental_groups" and "getent group video render" in err.fix
+    run = run_stack("k8s-h100-vllm", overrides={**amd, **kube(supplemental_groups=[44, 109])})
+    dep = manifest(run.one(DEPLOYMENT))
+    validate(dep)
+    assert dep["spec"]["template"]["spec"]["securityContext"]["supplementalGroups"] == [44, 109]
+    assert_locked_down(dep["spec"]["template"]["spec"])
+    err = refused("k8s-h100-vllm", {**amd, **kube(supplemental_groups=[0])})
+    assert err.field == "kubernetes.supplemental_groups[0]"

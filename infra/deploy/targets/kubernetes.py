@@ -190,6 +190,11 @@ def validate(spec, plan) -> None:
         raise _err(spec, field, per_pod,
                    f"asks for {per_pod} {gpu.name} GPUs in one pod, but one node offers at most {gpu.max_per_node}",
                    f"use at most {gpu.max_per_node} GPUs per pod (gpu_count = tensor_parallel) and scale out with kubernetes.replicas")
+    if gpu.vendor == "amd" and not settings.supplemental_groups:
+        raise _err(spec, "kubernetes.supplemental_groups", [],
+                   f"{gpu.name}'s device nodes (/dev/kfd, /dev/dri) belong to the nodes' video and render groups, and the "
+                   f"engine pods run as uid {C.ENGINE_UID}, not root",
+                   "set kubernetes.supplemental_groups to the numeric gids of `getent group video render` on the GPU nodes")
     if int(plan.gpu_count) != tp:
         raise _err(spec, "gpu_count", plan.gpu_count,
                    f"on kubernetes gpu_count is the GPUs of one pod and must equal tensor_parallel ({tp}); "
@@ -320,7 +325,7 @@ def deployment_spec(stack: str, spec, plan, *, image: Any, secret_vars: list[str
         "terminationGracePeriodSeconds": termination_grace_seconds(spec),
         "automountServiceAccountToken": False,  # the engine never calls the Kubernetes API
         # The engine user from the start (no root, no sshd); the cache claim must be writable by its group.
-        "securityContext": S.pod_security_context(),
+        "securityContext": S.pod_security_context(settings.supplemental_groups),
         "volumes": [
             W.cache_volume(settings, names["cache"]),
             # NCCL and the engines' workers share memory through /dev/shm (the seeds' --ipc=host).

@@ -49,11 +49,16 @@ API_SERVER_PORTS = (443, 6443)  # the `kubernetes` Service's port and the API se
 
 # ----------------------------------------------------------------------------- security contexts
 
-def pod_security_context() -> dict[str, Any]:
+def pod_security_context(supplemental_groups: list[int] | None = None) -> dict[str, Any]:
     # fsGroup: a claim's files get the engine group (where the volume type supports ownership changes).
-    return {"runAsUser": C.ENGINE_UID, "runAsGroup": C.ENGINE_UID, "runAsNonRoot": True,
-            "fsGroup": C.ENGINE_UID, "fsGroupChangePolicy": "OnRootMismatch",
-            "seccompProfile": {"type": "RuntimeDefault"}}
+    out: dict[str, Any] = {"runAsUser": C.ENGINE_UID, "runAsGroup": C.ENGINE_UID, "runAsNonRoot": True,
+                           "fsGroup": C.ENGINE_UID, "fsGroupChangePolicy": "OnRootMismatch",
+                           "seccompProfile": {"type": "RuntimeDefault"}}
+    if supplemental_groups:
+        # AMD device nodes are group video/render (NVIDIA's are world-readable): the launcher, no longer root,
+        # cannot add these groups itself as it did when it dropped privileges.
+        out["supplementalGroups"] = list(supplemental_groups)
+    return out
 
 
 def container_security_context() -> dict[str, Any]:
