@@ -177,6 +177,9 @@ class ProgramRun:
         SDK registers from worker threads, so arrival order may vary): for idempotency checks."""
         def strip(req: dict[str, Any]) -> dict[str, Any]:
             out = {k: v for k, v in req.items() if k not in _PROVENANCE}
+            # A transform is a callback served by this run's SDK process: its address and token are per run.
+            if out.get("transforms"):
+                out["transforms"] = ["callback"] * len(out["transforms"])
             # Dependencies are sets to the engine; the SDK collects them in set order.
             if "dependencies" in out:
                 out["dependencies"] = sorted(out["dependencies"])

@@ -9,7 +9,8 @@ import json
 from typing import Any
 
 import pytest
-from deploy_harness import ALL_SENTINELS, DOCKER_STACKS, GENERATED_KEY, SENTINELS, STACKS, implemented, pulumi_config, run_stack
+from deploy_harness import (ALL_SENTINELS, DOCKER_STACKS, GENERATED_KEY, SENTINELS, STACKS, default_secrets, implemented,
+                            pulumi_config, run_stack)
 
 from infra import constants as C
 from infra.deploy import testing as T
@@ -30,14 +31,15 @@ CONTRACT_OUTPUTS = ("endpoint_url", "health_url", "model", "backend", "gpu", "im
                     "client_env", "launch_plan", "logs_command")
 
 
-def expected_spec(name: str, secrets=SENTINELS) -> StackSpec:
+def expected_spec(name: str, secrets=None) -> StackSpec:
     """The core's reading of the same stack file (no Pulumi), with the same secrets set."""
+    secrets = default_secrets(name) if secrets is None else secrets
     config = read_stack_config(name)
     config.update({key: {"secure": "v1:placeholder"} for key in secrets})
     return load_spec(config, name)
 
 
-def expected_plan(name: str, secrets=SENTINELS):
+def expected_plan(name: str, secrets=None):
     return build_plan(expected_spec(name, secrets))
 
 
