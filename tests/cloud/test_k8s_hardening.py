@@ -276,6 +276,9 @@ def test_the_router_runs_as_the_smg_user_with_nothing_extra(runs):
                   "seccompProfile": {"type": "RuntimeDefault"}}
     validate({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "x"},
               "spec": {"containers": [{"name": "router", "image": "x", "securityContext": sc}]}})
+    # It calls the API (service discovery) with its own account, bound to a namespaced pod-reading Role.
+    assert values["serviceAccount"] == {"create": True}
+    assert values["router"]["serviceDiscovery"]["enabled"] and values["router"]["serviceDiscovery"]["clusterWide"] is False
 
 
 # ----------------------------------------------------------------------------- node cache path

@@ -124,10 +124,17 @@ class Router(_Values):
     securityContext: dict[str, Any] = Field(default_factory=dict)  # noqa: N815
 
 
+class ServiceAccount(_Values):
+    # The router's own ServiceAccount; with service discovery on, the chart binds it to a Role that may only
+    # get/list/watch pods in this namespace (templates/role.yaml, rolebinding.yaml; clusterWide stays false).
+    create: bool = True
+
+
 class SmgValues(_Values):
     # Read by the chart's _helpers.tpl (smg.fullname); not listed in values.yaml.
     fullnameOverride: str  # noqa: N815
     router: Router
+    serviceAccount: ServiceAccount = Field(default_factory=ServiceAccount)  # noqa: N815
 
 
 def release_name(app: str) -> str:
