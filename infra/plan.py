@@ -29,7 +29,7 @@ from typing import Any, Mapping
 from infra import constants as C
 from infra.catalogue import GPU, base_image, defaults, drafts, generic_warning, matching_presets
 from infra.envmap import SPEC_FIELDS, normalise, parse_env
-from infra.fit import FitError, FitInputs, FitReport, check_fit
+from infra.fit import FitError, FitInputs, FitReport, check_fit, vllm_extra_retained_tokens
 from infra.spec import SpecError, StackSpec, did_you_mean, shown_arg
 from infra.templating import render_template
 
@@ -382,7 +382,9 @@ def size_memory(st: PlanState) -> PlanState:
         max_num_seqs=s["max_num_seqs"], max_num_batched_tokens=s["max_num_batched_tokens"],
         fraction=s["gpu_memory_fraction"], kv_dtype=s.get("kv_cache_dtype") or "auto",
         cudagraph_capture_size=s.get("max_cudagraph_capture_size"), attention_backend=s.get("attention_backend"),
-        draft=draft, free_bytes_per_gpu=st.detected.free_bytes_per_gpu if st.detected else None))
+        draft=draft, free_bytes_per_gpu=st.detected.free_bytes_per_gpu if st.detected else None,
+        async_scheduling=bool(s["async_scheduling"]),
+        extra_retained_tokens=vllm_extra_retained_tokens(s.get("speculative_config"))))
     if not st.report.fits:
         if spec.fit_check == "strict" or not st.report.weights_fit:
             raise FitError(st.report)
@@ -452,6 +454,7 @@ def assemble(st: PlanState) -> LaunchPlan:
         r = st.report
         notes.append(f"KV cache: {r.kv_tokens:,} tokens = {r.max_concurrency:.2f} sequences of {s['max_model_len']:,} "
                      f"tokens at once; max_num_seqs {s['max_num_seqs']} admits more, the engine pages and preempts")
+        notes += r.notes
     for k in ("max_model_len", "max_num_seqs", "gpu_memory_fraction", "attention_backend"):
         notes.append(f"{k} = {s.get(k)}: {st.provenance.get(k)}")
     return LaunchPlan(
