@@ -209,13 +209,15 @@ def test_long_lines_are_cut_and_garbage_is_ignored():
 
 
 def _all_patterns():
+    """{name: compiled pattern} of every regex the self-check runs on an engine line."""
     from infra.launcher import selfcheck
 
-    return [r.pattern for r in (*selfcheck.VLLM_RULES, *selfcheck.SGLANG_RULES)] + [selfcheck._NO_FIT,
-                                                                                   selfcheck._OTHER_RANK]
+    named = {f"{backend}:{'+'.join(rule.keys)}": rule.pattern for backend, rules in selfcheck.RULES.items()
+             for rule in rules}
+    return {**named, "no_fit": selfcheck._NO_FIT, "other_rank": selfcheck._OTHER_RANK}
 
 
-@pytest.mark.parametrize("pattern", _all_patterns(), ids=lambda p: p.pattern[:40])
+@pytest.mark.parametrize("pattern", _all_patterns().values(), ids=_all_patterns().keys())
 def test_every_pattern_reads_a_bounded_window_so_a_search_is_linear(pattern):
     """Linear by construction (issue 24, finding 5): a pattern whose every match attempt reads at most W characters
     (no unbounded `*`, `+`, `.*?`) costs at most a constant per start position, so a search over an n-character line
@@ -237,7 +239,7 @@ def test_the_bounded_patterns_match_every_real_log_line_as_the_unbounded_ones_di
             text = text.replace(new, old)
         return re.compile(text, pattern.flags)
 
-    pairs = [(p, as_before(p)) for p in _all_patterns()]
+    pairs = [(p, as_before(p)) for p in _all_patterns().values()]
     assert sum(new.pattern != old.pattern for new, old in pairs) == len(pairs) - 1  # all but _NO_FIT changed
     lines = [line[:MAX_LINE_CHARS] for path in sorted(LOGS.rglob("*.log"))
              for line in re.split(r"[\r\n]", path.read_text(encoding="utf-8")) if line]
