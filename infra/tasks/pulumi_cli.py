@@ -282,7 +282,7 @@ def read_value(key: str, secret: bool, stdin=None) -> str:
     return value
 
 
-def passphrase_state(env: Mapping[str, str]) -> str | None:
+def passphrase_state(env: Mapping[str, str], cwd: Path = REPO_ROOT) -> str | None:
     """Why the passphrase Pulumi would use is no protection ('empty', 'unset', ...), else None. Pulumi's own
     order: PULUMI_CONFIG_PASSPHRASE when set (even empty), else PULUMI_CONFIG_PASSPHRASE_FILE's trimmed text,
     else a prompt (which accepts an empty answer, so unset counts as no passphrase)."""
@@ -292,7 +292,7 @@ def passphrase_state(env: Mapping[str, str]) -> str | None:
     if not path:
         return "unset"
     try:
-        with open(path, "rb") as fh:
+        with open(cwd / path, "rb") as fh:  # relative to where pulumi runs
             text = fh.read(MAX_PASSPHRASE_FILE)
     except OSError:
         return "unreadable (PULUMI_CONFIG_PASSPHRASE_FILE)"
@@ -325,7 +325,7 @@ def set_config(stack: str | None, key: str, *, secret: bool = False, repo: Path 
     binary = find_pulumi(base)
     if binary is None:
         raise Exit(INSTALL_HELP.format(plugins=", ".join(PLUGINS), repo=repo), code=127)
-    state = passphrase_state(base) if secret else None
+    state = passphrase_state(base, repo) if secret else None
     if state and uses_passphrase_provider(stacks_dir / f"Pulumi.{stack}.yaml", resolve_backend(base, repo)[0]):
         raise Exit(NO_PASSPHRASE.format(key=full, state=state, stack=stack), code=2)  # before the value is asked for
     value = read_value(full, secret, stdin)

@@ -285,9 +285,11 @@ def test_config_secret_refuses_an_empty_or_unset_passphrase_before_anything_runs
 
 
 @pytest.mark.parametrize("passphrase_env", [{"PULUMI_CONFIG_PASSPHRASE": "correct horse battery staple"},
-                                            {"PULUMI_CONFIG_PASSPHRASE_FILE": "{good_file}"}])
+                                            {"PULUMI_CONFIG_PASSPHRASE_FILE": "{good_file}"},
+                                            {"PULUMI_CONFIG_PASSPHRASE_FILE": "pass.txt"}])  # where pulumi runs: the repo
 def test_config_secret_with_a_passphrase_goes_through(world, tmp_path, passphrase_env):
     (tmp_path / "good").write_text("correct horse battery staple\n")
+    (world.repo / "pass.txt").write_text("correct horse battery staple\n")
     del world.env["PULUMI_CONFIG_PASSPHRASE"]
     world.env.update({k: v.format(good_file=tmp_path / "good") for k, v in passphrase_env.items()})
     assert set_secret(world) == 0 and world.calls()[-1]["stdin"] == "hf_canary_config_0002"
