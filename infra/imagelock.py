@@ -115,6 +115,11 @@ async def _read(response, limit: int = MAX_BODY) -> bytes:
     return b"".join(chunks)
 
 
+def _origin(url: str) -> tuple[str, str, int | None]:
+    u = urlsplit(url)
+    return (u.scheme, (u.hostname or "").lower(), u.port or _DEFAULT_PORT.get(u.scheme))
+
+
 def check_realm(ref: ImageRef, realm: str) -> str:
     """The realm, if it is on the registry's own origin (plain http only when the registry itself is a loopback
     one) or an https token service TOKEN_HOSTS lists for this registry; else LockError, before any request."""
@@ -230,8 +235,25 @@ async def resolve_all(refs: Iterable[str], *, deadline_s: float = DEFAULT_DEADLI
     resolved: dict[str, dict[str, str]] = {}
     errors: dict[str, str] = {}
     per_request = httpx.Timeout(min(20.0, deadline_s), connect=min(10.0, deadline_s))
+    origins = set()
+    for ref in refs:
+        try:
+            parsed = ImageRef.parse(ref)
+            origins.add(_origin(parsed.base_url))
+            origins.update(("https", host, 443) for host in TOKEN_HOSTS.get(parsed.registry, ()))  # check_realm's
+        except LockError:
+            pass  # reported by one() below
+
+    async def same_registries(request) -> None:
+        # A manifest request may be redirected (max 5) but only to a registry being locked: never to another
+        # host on the network, a cloud metadata address or a service on this machine.
+        if _origin(str(request.url)) not in origins:
+            raise LockError(f"a registry redirected to {str(request.url)[:120]!r}, which is not one of the "
+                            "registries being locked; nothing was sent there. Lock from the registry's own host")
+
     async with httpx.AsyncClient(timeout=per_request, follow_redirects=True, max_redirects=5,
-                                 transport=transport, trust_env=False) as client:
+                                 transport=transport, trust_env=False,
+                                 event_hooks={"request": [same_registries]}) as client:
         async def one(ref: str) -> None:
             try:
                 resolved[ref] = await resolve(client, ImageRef.parse(ref))

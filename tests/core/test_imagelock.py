@@ -351,3 +351,40 @@ def test_the_lock_file_is_world_readable_and_fsynced_before_and_after_the_rename
     assert ".images.lock." in file_path and not file_renamed  # the data is on disk before the rename ...
     assert dir_path == str(tmp_path) and dir_renamed  # ... and the rename is, after it
     assert [p.name for p in tmp_path.iterdir()] == ["images.lock.yaml"]
+
+
+class Redirecting(Hostile):
+    """A registry whose manifest answer is a redirect (HEAD and GET), e.g. to a service on this machine."""
+
+    location = None
+
+    def do_HEAD(self):
+        self._send(302, headers=[("Location", Redirecting.location)])
+
+    do_GET = do_HEAD
+
+
+def test_a_manifest_redirect_to_another_host_is_not_followed(recorder, tmp_path):
+    Redirecting.location = f"http://127.0.0.1:{recorder.port}/latest/meta-data/iam"
+    for registry in serve(Redirecting):
+        ref = f"{registry}/acme/engine:v1"
+        entries, errors = lock_one(tmp_path, ref)
+    assert recorder.hits == 0, "the lock followed a registry's redirect to another service"
+    assert entries[ref] == {"digest": None}
+    assert "not one of the registries being locked" in errors[ref] and "\n" not in errors[ref]
+
+
+class MovedOnItsOwnHost(Hostile):
+    """A registry that moves a tag's manifest to another path on its own host (a relative Location)."""
+
+    def do_HEAD(self):
+        if self.path.endswith("/manifests/v1"):
+            return self._send(307, headers=[("Location", "/v2/acme/engine/manifests/moved")])
+        self._send(200, headers=[("Content-Type", MANIFEST_TYPES[0]), ("Docker-Content-Digest", "sha256:" + "ab" * 32)])
+
+
+def test_a_manifest_redirect_on_the_same_registry_is_followed(tmp_path):
+    for registry in serve(MovedOnItsOwnHost):
+        ref = f"{registry}/acme/engine:v1"
+        entries, errors = lock_one(tmp_path, ref)
+    assert not errors and entries[ref]["digest"] == "sha256:" + "ab" * 32
