@@ -89,3 +89,7 @@ K8S_SCALE_UP_PERIOD_SECONDS = 600
 K8S_SCALE_UP_STABILIZATION_SECONDS = 180
 K8S_SCALE_DOWN_STABILIZATION_SECONDS = 900
 K8S_NODE_CACHE_PATH = "/var/lib/gptoss-cache"
+
+# vLLM's own API-key check covers only /v1, /v2, /inference, /cohere; this ASGI middleware (added with
+# `--middleware` whenever the engine has a key) guards every other route too (infra/launcher/authguard.py).
+VLLM_AUTH_MIDDLEWARE = "infra.launcher.authguard.ApiKeyGuard"

@@ -140,7 +140,26 @@ def _vllm_argv(weights: str, s: Mapping[str, Any], spec: StackSpec, tp: int, ser
             cfg[key.replace("_", "-")] = _json(s[key])
     text = render_template("vllm.yaml.j2", stack=spec.stack, config=cfg)
     argv = ["vllm", "serve", weights, "--config", f"{C.CONFIG_DIR}/{VLLM_CONFIG_FILE}", *negatives]
+    if spec.wants_api_key:
+        argv += api_key_guard_args("vllm")
     return argv, {VLLM_CONFIG_FILE: text}
+
+
+def api_key_guard_args(backend: str) -> list[str]:
+    """Engine options that make the API key cover every route, not only the engine's own prefixes.
+    vLLM: the project's ASGI guard (`--middleware`, infra/launcher/authguard.py). SGLang: none needed;
+    its `--api-key` check (sglang/srt/utils/auth.py, 0.5.23) covers every HTTP route but /health*,
+    /ready* and /metrics*."""
+    return ["--middleware", C.VLLM_AUTH_MIDDLEWARE] if backend == "vllm" else []
+
+
+def with_api_key_guard(argv: list[str], backend: str) -> list[str]:
+    """argv with the guard options added unless already there (the launcher: API_KEY set on a stack
+    planned without a key)."""
+    guard = api_key_guard_args(backend)
+    if not guard or any(argv[i:i + len(guard)] == guard for i in range(len(argv))):
+        return argv
+    return [*argv, *guard]
 
 
 def _sglang_argv(weights: str, s: Mapping[str, Any], spec: StackSpec, tp: int, served: str) -> tuple[list[str], dict[str, str]]:
@@ -179,6 +198,11 @@ def _sglang_args_file(stack: str, argv: list[str]) -> str:
     return render_template("sglang.args.j2", stack=stack, args=argv[3:])
 
 
+# Options an engine accumulates (argparse "append"): a later one adds to, never replaces, the earlier
+# ones, so extra_args can add a middleware but never drop the API-key guard.
+APPEND_OPTIONS = frozenset({"middleware"})
+
+
 def _option(tok: str) -> str | None:
     if not tok.startswith("--"):
         return None
@@ -194,7 +218,7 @@ def merge_extra_args(argv: list[str], files: dict[str, str], extra: list[str], b
     """Append extra_args; drop the same option (or its --no- form) set by lower layers."""
     if not extra:
         return argv, files
-    overridden = {o for o in map(_option, extra) if o}
+    overridden = {o for o in map(_option, extra) if o} - APPEND_OPTIONS
     out: list[str] = []
     i = 0
     while i < len(argv):
@@ -483,4 +507,5 @@ def build_plan(
     return assemble(st)
 
 
-__all__ = ["Detected", "LaunchPlan", "PlanState", "STAGES", "build_plan", "merge_extra_args", "resolve_gpu", "SETTINGS"]
+__all__ = ["Detected", "LaunchPlan", "PlanState", "STAGES", "api_key_guard_args", "build_plan", "merge_extra_args",
+           "resolve_gpu", "with_api_key_guard", "SETTINGS"]
