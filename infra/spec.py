@@ -219,8 +219,8 @@ class KubernetesTarget(_Section):
     model_revision: str | None = Field(None, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
     drain: Drain = Field(default_factory=Drain)
     service_type: Literal["ClusterIP", "LoadBalancer", "NodePort"] = "ClusterIP"
-    # With router: none, a LoadBalancer/NodePort service exposes the engine itself (whose non-/v1 routes answer
-    # without the key); refused unless this says it is meant.
+    # With router: none, a LoadBalancer/NodePort service exposes the engine pods themselves (some of their routes
+    # answer without the key); refused unless this says it is meant.
     allow_public_engine: bool = False
     network_policy: NetworkPolicy = Field(default_factory=NetworkPolicy)
     tolerations: list[dict[str, Any]] = Field(

@@ -407,6 +407,35 @@ def check_tool_loop(ctx: Context) -> tuple[str, dict]:
     raise CheckFailed(f"no final answer after {turns} tool rounds")  # pragma: no cover - loop returns/raises
 
 
+# Routes beside /v1 that generate or reveal, probed without the key. vLLM's own --api-key covers only
+# /v1, /v2, /inference and /cohere (vllm/entrypoints/serve/middleware/authenticate.py, 0.32 and 0.33):
+# /invocations runs a chat completion (vllm-project/vllm#58144). SGLang's covers every HTTP route but
+# /health*, /ready*, /metrics* (sglang/srt/utils/auth.py, 0.5.23).
+AUTH_PROBES: tuple[tuple[str, str], ...] = (
+    ("POST", "/invocations"),          # vLLM (SageMaker): a chat completion
+    ("POST", "/generate"),             # SGLang's native generate
+    ("POST", "/inference/v1/generate"),  # vLLM's token-in generate
+    ("POST", "/v1/completions"),
+    ("POST", "/tokenize"),
+    ("POST", "/detokenize"),
+)
+REFUSED = (401, 403)
+ABSENT = (404, 405)  # not served here (the other engine's route, or a router in front)
+
+
+def auth_probe_body(ctx: Context, path: str) -> dict[str, Any]:
+    """A small valid request for each probed route (one token at most if it is answered)."""
+    model = ctx.model or ctx.target.model or "default"
+    return {
+        "/invocations": ctx.base_body([{"role": "user", "content": "hi"}], max_tokens=1),
+        "/generate": {"text": "hi", "sampling_params": {"max_new_tokens": 1}},
+        "/inference/v1/generate": {"model": model, "token_ids": [1], "sampling_params": {"max_tokens": 1}},
+        "/v1/completions": {"model": model, "prompt": "hi", "max_tokens": 1},
+        "/tokenize": {"model": model, "prompt": "hi"},
+        "/detokenize": {"model": model, "tokens": [1]},
+    }[path]
+
+
 def check_auth(ctx: Context) -> tuple[str, dict]:
     if not ctx.target.api_key:
         raise CheckSkipped("no API key configured (nothing to enforce)")
@@ -415,7 +444,22 @@ def check_auth(ctx: Context) -> tuple[str, dict]:
     _require(r.status == 401, f"a request without the key got HTTP {r.status}, expected 401")
     r2 = ctx.client.chat(probe, key_override="wrong-" + "x" * 12)
     _require(r2.status == 401, f"a request with a wrong key got HTTP {r2.status}, expected 401")
-    return "401 without the key and with a wrong key", {}
+    routes: dict[str, int] = {}
+    open_routes = []
+    for method, path in AUTH_PROBES:
+        status = ctx.client.probe(method, path, auth_probe_body(ctx, path)).status
+        routes[path] = status
+        if status not in REFUSED + ABSENT:
+            open_routes.append(f"{method} {path} -> HTTP {status}")
+    _require(not open_routes, "answered without the key: " + "; ".join(open_routes)
+             + " (the engine's --api-key does not cover these routes; the plan's API-key guard is missing)")
+    health = ctx.client.probe("GET", "/health").status
+    _require(health == 200, f"GET /health without the key got HTTP {health}: probes and health checks need it open")
+    metrics = ctx.client.probe("GET", "/metrics").status
+    refused = sum(1 for s in routes.values() if s in REFUSED)
+    return (f"401 without the key and with a wrong key; {refused} other routes refused, "
+            f"{len(routes) - refused} not served; /health open; /metrics {'open' if metrics == 200 else metrics}",
+            {"routes": routes, "metrics": metrics})
 
 
 def check_concurrency(ctx: Context) -> tuple[str, dict]:

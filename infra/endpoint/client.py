@@ -147,10 +147,22 @@ class EndpointClient:
     def models(self, with_key: bool = True) -> Reply:
         return self._send("GET", self._url("/models"), headers=self.target.headers(with_key))
 
+    def _root(self, path: str) -> str:
+        """A server route beside /v1 (the engine's own, e.g. /version, /invocations)."""
+        base = self.target.base_url
+        return (base[: -len("/v1")] if base.endswith("/v1") else base) + path
+
     def version(self) -> Reply:
         """vLLM's GET /version (beside /v1): {"version": "0.32.0+cpu"}."""
-        root = self.target.base_url[: -len("/v1")] if self.target.base_url.endswith("/v1") else self.target.base_url
-        return self._send("GET", root + "/version", headers=self.target.headers())
+        return self._send("GET", self._root("/version"), headers=self.target.headers())
+
+    def probe(self, method: str, path: str, body: dict[str, Any] | None = None, *, with_key: bool = False) -> Reply:
+        """One request to a route beside /v1 (or under it, path starting with /v1), by default without
+        the key: what anyone who reaches the port can do."""
+        kwargs: dict[str, Any] = {"headers": self.target.headers(with_key)}
+        if body is not None:
+            kwargs["json"] = body
+        return self._send(method, self._root(path), **kwargs)
 
     def chat(self, body: dict[str, Any], *, with_key: bool = True, key_override: str | None = None) -> Reply:
         headers = self.target.headers(with_key)

@@ -191,7 +191,7 @@ def prepare(env: Mapping[str, str], backend: str, snapshot=None, *, dry_run: boo
     from infra.fit import FitError
     from infra.launcher.detect import detect
     from infra.launcher.nvml import NvmlUnavailable, read_nvml
-    from infra.plan import Detected, build_plan
+    from infra.plan import Detected, build_plan, with_api_key_guard
     from infra.spec import SpecError
 
     if backend not in C.BACKENDS:
@@ -273,6 +273,7 @@ def prepare(env: Mapping[str, str], backend: str, snapshot=None, *, dry_run: boo
         if backend == "vllm":
             engine_env["VLLM_API_KEY"] = api_key  # vLLM reads it; keeps the key out of argv/ps
             inherited.discard("VLLM_API_KEY")
+            argv = with_api_key_guard(argv, backend)  # the key on every route, not only /v1 (authguard)
         else:
             # SGLang has no env var for it; its --config YAML (merged into its argv parser) is read
             # from a 0600 file in a fresh 0700 directory instead of the command line.
@@ -313,7 +314,9 @@ def _summary(spec, plan, detection, backend, api_key, ssh, env) -> list[str]:
     for n in plan.notes:
         if not n.split(" ", 1)[0] in ("max_model_len", "max_num_seqs", "gpu_memory_fraction", "attention_backend"):
             lines.append(f"note    {n}")
-    lines.append(f"API     http://{plan.host}:{plan.port}/v1 | key {'on (' + ('VLLM_API_KEY env' if backend == 'vllm' else '0600 --config file') + ', never on the command line)' if api_key else 'off'}")
+    how = ("VLLM_API_KEY env, every route but /health (authguard)" if backend == "vllm"
+           else "0600 --config file, every HTTP route but /health*, /ready*, /metrics*")
+    lines.append(f"API     http://{plan.host}:{plan.port}/v1 | key {f'on ({how}; never on the command line)' if api_key else 'off'}")
     lines.append(f"SSH     {ssh}")
     return lines
 

@@ -41,8 +41,9 @@ SHOW_LOADING_PROGRESS=true is there a reader, the forked monitor that already pa
 engine's output through pipes; the self-check rides on it. Without it the engine writes straight to the
 container's stdout and the self-check does not run (the images README says so).
 
-Robustness: lines are cut at MAX_LINE_CHARS before matching, anything unparsable is ignored, and neither
-`feed` nor `report` ever raises (an exception in the monitor would close the engine's pipes).
+Robustness: lines are cut at MAX_LINE_CHARS before matching, every pattern reads a bounded window (so a
+search is linear in the line), anything unparsable is ignored, and neither `feed` nor `report` ever
+raises (an exception in the monitor would close the engine's pipes).
 """
 from __future__ import annotations
 
@@ -60,8 +61,15 @@ TOLERANCE = 0.05  # warn above 5% relative difference
 MAX_LINE_CHARS = 4096  # the figures sit in lines < 1 KiB; the engines' longest lines (arg dumps) are ~14 KiB
 _RANK_PREFIX_CHARS = 48  # "(Worker_TP1 pid=12) ..." / "[2026-07-01 15:19:41 TP1] ...": the tag is near the start
 
-_NUM = r"(-?\d[\d,]*(?:\.\d+)?)"
-_OTHER_RANK = re.compile(r"(?<![A-Za-z])TP(\d+)(?!\d)")
+# Every quantifier is bounded, so each match attempt reads a bounded window and a search is linear in the line
+# (an unbounded `\d[\d,]*` before " ?GiB" re-read a digit run from each of its digits: quadratic). A figure
+# starts where no digit, comma or point precedes it, and is at most 25 digits/commas and 12 decimals; the gaps
+# between a line's marker and its figure are at most 512 characters (the engines' are < 110).
+_NUM = r"(?<![\d,.])(-?\d[\d,]{0,24}(?:\.\d{1,12})?)"
+_GAP = ".{0,512}?"
+_SECS = r"[\d.]{1,16}"
+_RANK_DIGITS = r"\d{1,6}"
+_OTHER_RANK = re.compile(r"(?<![A-Za-z])TP(" + _RANK_DIGITS + r")(?!\d)")
 
 
 @dataclass(frozen=True)
@@ -83,7 +91,7 @@ VLLM_RULES = (
     _rule(r"GPU KV cache size: " + _NUM + r" tokens", "kv_tokens"),
     _rule(r"Maximum concurrency for " + _NUM + r" tokens per request: " + _NUM + r" ?x",
           "max_model_len", "max_concurrency_at_max_model_len"),
-    _rule(r"Graph capturing finished in [\d.]+ secs?, took " + _NUM + r" ?GiB", "cuda_graph_gib"),
+    _rule(r"Graph capturing finished in " + _SECS + r" secs?, took " + _NUM + r" ?GiB", "cuda_graph_gib"),
     # The summary line after graph capture: "Free memory on device (139.29/139.8 GiB) on startup. Desired GPU
     # memory utilization is (0.9, 125.82 GiB). Actual usage is 61.43 GiB for weight, 1.17 GiB for peak
     # activation, 0.24 GiB for non-torch memory, and 1.0 GiB for CUDAGraph memory. ..."
@@ -96,17 +104,17 @@ VLLM_RULES = (
     _rule(_NUM + r" ?GiB for CUDAGraph memory", "summary_cuda_graph_gib"),
 )
 SGLANG_RULES = (
-    _rule(r"Load weight end\..*?mem usage=" + _NUM + r" ?GB", "weights_gib"),
-    _rule(r"Load weight begin\..*?avail mem=" + _NUM + r" ?GB", "free_at_start_gib"),
+    _rule(r"Load weight end\." + _GAP + r"mem usage=" + _NUM + r" ?GB", "weights_gib"),
+    _rule(r"Load weight begin\." + _GAP + r"avail mem=" + _NUM + r" ?GB", "free_at_start_gib"),
     _rule(r"full_layer_tokens=" + _NUM + r", swa_layer_tokens=" + _NUM, "full_pool_tokens", "swa_kv_tokens"),
-    _rule(r"KV Cache is allocated\..*?#tokens: " + _NUM, "pool_tokens", add=True),
-    _rule(r"KV Cache is allocated\..*?K size: " + _NUM + r" ?GB, V size: " + _NUM + r" ?GB",
+    _rule(r"KV Cache is allocated\." + _GAP + r"#tokens: " + _NUM, "pool_tokens", add=True),
+    _rule(r"KV Cache is allocated\." + _GAP + r"K size: " + _NUM + r" ?GB, V size: " + _NUM + r" ?GB",
           "pool_k_gib", "pool_v_gib", add=True),
     _rule(r"SWAKVPool mem usage: " + _NUM + r" ?GB", "swa_pool_gib"),
-    _rule(r"Capture .{0,40}?cuda graph end\..*?mem usage=" + _NUM + r" ?GB", "cuda_graph_gib", add=True),
+    _rule(r"Capture .{0,40}?cuda graph end\." + _GAP + r"mem usage=" + _NUM + r" ?GB", "cuda_graph_gib", add=True),
     _rule(r"max_total_num_tokens=" + _NUM, "kv_tokens"),
-    _rule(r"max_total_num_tokens=.*?context_len=" + _NUM, "max_model_len"),
-    _rule(r"max_total_num_tokens=.*?available_gpu_mem=" + _NUM + r" ?GB", "free_after_start_gib"),
+    _rule(r"max_total_num_tokens=" + _GAP + r"context_len=" + _NUM, "max_model_len"),
+    _rule(r"max_total_num_tokens=" + _GAP + r"available_gpu_mem=" + _NUM + r" ?GB", "free_after_start_gib"),
 )
 RULES = {"vllm": VLLM_RULES, "sglang": SGLANG_RULES}
 

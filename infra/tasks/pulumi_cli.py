@@ -10,9 +10,11 @@ Secrets and the passphrase: with a file backend Pulumi encrypts `secure:` config
 key derived from a passphrase. It reads it from `PULUMI_CONFIG_PASSPHRASE` or
 `PULUMI_CONFIG_PASSPHRASE_FILE`; in a terminal it prompts when neither is set, anywhere else it
 fails, so we refuse early. An empty passphrase (`export PULUMI_CONFIG_PASSPHRASE=`) is allowed
-and fine for a single-user workstation; use a real one for anything shared. The passphrase must
-stay the same for a stack's whole life: the stack file's `encryptionsalt` and every `secure:`
-value in it are bound to it.
+for stacks whose file holds no secret (the quick start's `local`), but `invoke config --secret`
+refuses it, and an unset one, when the stack uses the passphrase provider: the `secure:` value
+lands in the git-tracked stack file beside its salt, and an empty passphrase decrypts it. The
+passphrase must stay the same for a stack's whole life: the stack file's `encryptionsalt` and
+every `secure:` value in it are bound to it.
 """
 from __future__ import annotations
 
@@ -49,9 +51,17 @@ Docs: https://www.pulumi.com/docs/install/"""
 PASSPHRASE_HELP = """\
 Pulumi needs the passphrase that encrypts this stack's secrets (file backend: {backend}),
 and this is not a terminal, so it cannot ask. Set one of:
-  export PULUMI_CONFIG_PASSPHRASE='...'          # empty ('') is allowed for a personal workstation
+  export PULUMI_CONFIG_PASSPHRASE='...'          # empty ('') only for a stack file without secrets
   export PULUMI_CONFIG_PASSPHRASE_FILE=/path/to/file
 Use the same passphrase every time for a stack: its `secure:` values are bound to it."""
+
+# Backends without Pulumi Cloud's secrets service: a stack there defaults to the passphrase provider.
+DIY_BACKENDS = ("file://", "s3://", "gs://", "azblob://")
+MAX_PASSPHRASE_FILE = 64 * 1024
+NO_PASSPHRASE = ("{key}: not stored: the passphrase is {state}, and with stack {stack}'s passphrase secrets provider "
+                 "anyone with stacks/Pulumi.{stack}.yaml could decrypt the value; export PULUMI_CONFIG_PASSPHRASE='...' "
+                 "(or PULUMI_CONFIG_PASSPHRASE_FILE) with a real one, or move the stack to a KMS/Vault secrets provider "
+                 "(pulumi stack change-secrets-provider); see the README's Secrets step")
 
 
 def find_pulumi(env: Mapping[str, str] | None = None) -> str | None:
@@ -127,7 +137,7 @@ def pulumi_env(base: Mapping[str, str] | None = None, repo: Path = REPO_ROOT, in
         env["PULUMI_BACKEND_URL"] = backend
         print(f"pulumi state: {backend} (no backend configured; set PULUMI_BACKEND_URL to use another)", file=sys.stderr)
     interactive = sys.stdin.isatty() if interactive is None else interactive
-    needs_passphrase = backend.startswith("file://") or backend.startswith(("s3://", "gs://", "azblob://"))
+    needs_passphrase = backend.startswith(DIY_BACKENDS)
     has_passphrase = "PULUMI_CONFIG_PASSPHRASE" in env or "PULUMI_CONFIG_PASSPHRASE_FILE" in env
     if needs_passphrase and not has_passphrase and not interactive:
         raise Exit(PASSPHRASE_HELP.format(backend=backend), code=2)
@@ -272,6 +282,39 @@ def read_value(key: str, secret: bool, stdin=None) -> str:
     return value
 
 
+def passphrase_state(env: Mapping[str, str], cwd: Path = REPO_ROOT) -> str | None:
+    """Why the passphrase Pulumi would use is no protection ('empty', 'unset', ...), else None. Pulumi's own
+    order: PULUMI_CONFIG_PASSPHRASE when set (even empty), else PULUMI_CONFIG_PASSPHRASE_FILE's trimmed text,
+    else a prompt (which accepts an empty answer, so unset counts as no passphrase)."""
+    if "PULUMI_CONFIG_PASSPHRASE" in env:
+        return None if env["PULUMI_CONFIG_PASSPHRASE"].strip() else "empty (PULUMI_CONFIG_PASSPHRASE)"
+    path = env.get("PULUMI_CONFIG_PASSPHRASE_FILE")
+    if not path:
+        return "unset"
+    try:
+        with open(cwd / path, "rb") as fh:  # relative to where pulumi runs
+            text = fh.read(MAX_PASSPHRASE_FILE)
+    except OSError:
+        return "unreadable (PULUMI_CONFIG_PASSPHRASE_FILE)"
+    return None if text.strip() else "empty (PULUMI_CONFIG_PASSPHRASE_FILE)"
+
+
+def uses_passphrase_provider(stack_file: Path, backend: str) -> bool:
+    """Whether the stack's secrets are encrypted with the passphrase: its file says `secretsprovider: passphrase`
+    or carries an `encryptionsalt`, or names no provider on a backend whose default is the passphrase."""
+    import yaml
+
+    try:
+        doc = yaml.safe_load(stack_file.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        doc = None
+    doc = doc if isinstance(doc, dict) else {}
+    provider = doc.get("secretsprovider")
+    if isinstance(provider, str) and provider.strip():
+        return provider.strip() == "passphrase"
+    return bool(doc.get("encryptionsalt")) or backend.startswith(DIY_BACKENDS)
+
+
 def set_config(stack: str | None, key: str, *, secret: bool = False, repo: Path = REPO_ROOT,
                stacks_dir: Path = STACKS_DIR, env: Mapping[str, str] | None = None, stdin=None,
                interactive: bool | None = None) -> int:
@@ -282,6 +325,9 @@ def set_config(stack: str | None, key: str, *, secret: bool = False, repo: Path 
     binary = find_pulumi(base)
     if binary is None:
         raise Exit(INSTALL_HELP.format(plugins=", ".join(PLUGINS), repo=repo), code=127)
+    state = passphrase_state(base, repo) if secret else None
+    if state and uses_passphrase_provider(stacks_dir / f"Pulumi.{stack}.yaml", resolve_backend(base, repo)[0]):
+        raise Exit(NO_PASSPHRASE.format(key=full, state=state, stack=stack), code=2)  # before the value is asked for
     value = read_value(full, secret, stdin)
     interactive = sys.stdin.isatty() if interactive is None else interactive
     run_env = pulumi_env(base, repo, interactive)

@@ -74,15 +74,22 @@ class FakeHub(BaseHTTPRequestHandler):
         self._manifest(body=True)
 
 
+def serve(handler):
+    """Run handler on a loopback port in a thread; yields its host:port."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
 @pytest.fixture
 def hub():
     FakeHub.seen, FakeHub.send_digest = [], True
-    server = ThreadingHTTPServer(("127.0.0.1", 0), FakeHub)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
+    yield from serve(FakeHub)
 
 
 def images_file(tmp_path, *refs):
@@ -162,3 +169,222 @@ def test_bad_references_are_one_line_errors(ref):
 def test_challenge_parsing():
     c = parse_challenge('Bearer realm="https://ghcr.io/token",service="ghcr.io",scope="repository:a/b:pull"')
     assert c == {"scheme": "bearer", "realm": "https://ghcr.io/token", "service": "ghcr.io", "scope": "repository:a/b:pull"}
+
+
+# ----------------------------------------------------------------------------- a hostile registry (issue 24, finding 3)
+
+class Recorder:
+    """A second listener that only counts connections: proof that nothing was sent to where a realm pointed."""
+
+    def __init__(self):
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(8)
+        self.sock.settimeout(0.2)
+        self.hits, self._stop = 0, False
+        self.port = self.sock.getsockname()[1]
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self):
+        while not self._stop:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                continue
+            self.hits += 1
+            conn.close()
+
+    def close(self):
+        self._stop = True
+        self.thread.join(timeout=5)
+        self.sock.close()
+
+
+class Hostile(BaseHTTPRequestHandler):
+    """A registry under the attacker's control; each test sets what it answers."""
+
+    realm = None           # 401 + this realm on requests without the token
+    head_status = 200      # 405: no HEAD, so the client falls back to GET
+    content_type = MANIFEST_TYPES[0]
+    body = INDEX
+    digest_header = None   # Docker-Content-Digest on GET
+    redirect_token_to = None
+
+    def log_message(self, *a):
+        pass
+
+    def _send(self, status, body=b"", headers=()):
+        self.send_response(status)
+        for k, v in headers:
+            self.send_header(k, v)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+
+    def _authorised(self):
+        if Hostile.realm and self.headers.get("Authorization") != f"Bearer {TOKEN}":
+            self._send(401, headers=[("WWW-Authenticate", f'Bearer realm="{Hostile.realm}",service="x"')])
+            return False
+        return True
+
+    def do_HEAD(self):
+        if self._authorised():
+            self._send(Hostile.head_status, headers=[("Content-Type", Hostile.content_type)])
+
+    def do_GET(self):
+        if self.path.startswith("/token"):
+            if Hostile.redirect_token_to:
+                return self._send(302, headers=[("Location", Hostile.redirect_token_to)])
+            return self._send(200, json.dumps({"token": TOKEN}).encode())
+        if self._authorised():
+            headers = [("Content-Type", Hostile.content_type)]
+            if Hostile.digest_header:
+                headers.append(("Docker-Content-Digest", Hostile.digest_header))
+            self._send(200, Hostile.body, headers)
+
+
+@pytest.fixture
+def hostile():
+    for k in ("realm", "digest_header", "redirect_token_to"):
+        setattr(Hostile, k, None)
+    Hostile.head_status, Hostile.content_type, Hostile.body = 200, MANIFEST_TYPES[0], INDEX
+    yield from serve(Hostile)
+
+
+@pytest.fixture
+def recorder():
+    r = Recorder()
+    yield r
+    r.close()
+
+
+def lock_one(tmp_path, ref):
+    return lock_images(images_file(tmp_path, ref), tmp_path / "lock.yaml", deadline_s=10)
+
+
+@pytest.mark.parametrize("realm", ["http://127.0.0.1:{port}/v1/auth/token/lookup-self",  # another loopback service
+                                   "https://127.0.0.1:{port}/token",
+                                   "http://localhost:{port}/token"])
+def test_a_token_realm_on_another_host_or_port_is_refused_and_never_contacted(hostile, recorder, tmp_path, realm):
+    Hostile.realm = realm.format(port=recorder.port)
+    ref = f"{hostile}/acme/engine:v1"
+    entries, errors = lock_one(tmp_path, ref)
+    assert recorder.hits == 0, "a request went to the realm the registry pointed at"
+    assert entries[ref] == {"digest": None}
+    assert "token realm" in errors[ref] and hostile in errors[ref] and "\n" not in errors[ref]
+
+
+def test_a_realm_on_the_registry_that_redirects_elsewhere_is_not_followed(hostile, recorder, tmp_path):
+    Hostile.realm = f"http://{hostile}/token"
+    Hostile.redirect_token_to = f"http://127.0.0.1:{recorder.port}/v1/auth"
+    ref = f"{hostile}/acme/engine:v1"
+    entries, errors = lock_one(tmp_path, ref)
+    assert recorder.hits == 0 and entries[ref] == {"digest": None} and "HTTP 302" in errors[ref]
+
+
+def test_the_allow_list_is_per_registry(hostile, tmp_path):
+    Hostile.realm = "https://auth.docker.io/token"  # Docker Hub's token service, but this registry is not Docker Hub
+    ref = f"{hostile}/acme/engine:v1"
+    _, errors = lock_one(tmp_path, ref)
+    assert "token realm" in errors[ref]
+
+
+def test_docker_hubs_token_service_is_allowed_for_docker_hub_only():
+    from infra.imagelock import check_realm
+
+    hub = ImageRef.parse("vllm/vllm-openai:v0.33.0")
+    assert check_realm(hub, "https://auth.docker.io/token") == "https://auth.docker.io/token"
+    for bad in ("http://auth.docker.io/token", "https://auth.docker.io:8443/token", "https://evil.example/token",
+                "https://registry-1.docker.io.evil.example/token", "ftp://auth.docker.io/token"):
+        with pytest.raises(LockError, match="token realm"):
+            check_realm(hub, bad)
+    ghcr = ImageRef.parse("ghcr.io/acme/x:1")
+    assert check_realm(ghcr, "https://ghcr.io/token")
+    with pytest.raises(LockError, match="token realm"):
+        check_realm(ghcr, "https://auth.docker.io/token")
+
+
+@pytest.mark.parametrize("content_type, body, words", [
+    ("text/html", b"<html><body>Sign in to continue</body></html>", "not a manifest"),
+    (MANIFEST_TYPES[0], b"<html><body>Sign in to continue</body></html>", "not JSON"),
+    (MANIFEST_TYPES[3], json.dumps({"schemaVersion": 1, "name": "acme/engine"}).encode(), "schemaVersion"),
+    (MANIFEST_TYPES[3], json.dumps({"schemaVersion": 2, "mediaType": MANIFEST_TYPES[0]}).encode(), "mediaType"),
+])
+def test_the_get_fallback_pins_only_a_v2_manifest(hostile, tmp_path, content_type, body, words):
+    Hostile.head_status, Hostile.content_type, Hostile.body = 405, content_type, body
+    ref = f"{hostile}/acme/engine:v1"
+    entries, errors = lock_one(tmp_path, ref)
+    assert entries[ref] == {"digest": None} and words in errors[ref] and hostile in errors[ref]
+    assert "\n" not in errors[ref]
+
+
+def test_the_get_fallback_checks_the_digest_header_against_the_body(hostile, tmp_path):
+    Hostile.head_status, Hostile.digest_header = 405, "sha256:" + "0" * 64
+    ref = f"{hostile}/acme/engine:v1"
+    entries, errors = lock_one(tmp_path, ref)
+    assert entries[ref] == {"digest": None} and "Docker-Content-Digest" in errors[ref]
+    Hostile.digest_header = INDEX_DIGEST  # the honest header
+    entries, errors = lock_one(tmp_path, ref)
+    assert errors == {} and entries[ref]["digest"] == INDEX_DIGEST and entries[ref]["media_type"] == MANIFEST_TYPES[0]
+
+
+def test_the_lock_file_is_world_readable_and_fsynced_before_and_after_the_rename(tmp_path, monkeypatch):
+    import os
+
+    from infra import imagelock
+
+    synced = []
+    real_fsync = os.fsync
+
+    def spy(fd):  # records what each fsync was of: the temporary file, then the directory
+        synced.append((os.readlink(f"/proc/self/fd/{fd}"), (tmp_path / "images.lock.yaml").exists()))
+        real_fsync(fd)
+
+    monkeypatch.setattr(imagelock.os, "fsync", spy)
+    lock = tmp_path / "images.lock.yaml"
+    imagelock.write_lock(lock, {"a/b:1": {"digest": INDEX_DIGEST}})
+    assert oct(lock.stat().st_mode & 0o777) == oct(0o644)
+    assert yaml.safe_load(lock.read_text()) == {"a/b:1": {"digest": INDEX_DIGEST}}
+    (file_path, file_renamed), (dir_path, dir_renamed) = synced
+    assert ".images.lock." in file_path and not file_renamed  # the data is on disk before the rename ...
+    assert dir_path == str(tmp_path) and dir_renamed  # ... and the rename is, after it
+    assert [p.name for p in tmp_path.iterdir()] == ["images.lock.yaml"]
+
+
+class Redirecting(Hostile):
+    """A registry whose manifest answer is a redirect (HEAD and GET), e.g. to a service on this machine."""
+
+    location = None
+
+    def do_HEAD(self):
+        self._send(302, headers=[("Location", Redirecting.location)])
+
+    do_GET = do_HEAD
+
+
+def test_a_manifest_redirect_to_another_host_is_not_followed(recorder, tmp_path):
+    Redirecting.location = f"http://127.0.0.1:{recorder.port}/latest/meta-data/iam"
+    for registry in serve(Redirecting):
+        ref = f"{registry}/acme/engine:v1"
+        entries, errors = lock_one(tmp_path, ref)
+    assert recorder.hits == 0, "the lock followed a registry's redirect to another service"
+    assert entries[ref] == {"digest": None}
+    assert "not one of the registries being locked" in errors[ref] and "\n" not in errors[ref]
+
+
+class MovedOnItsOwnHost(Hostile):
+    """A registry that moves a tag's manifest to another path on its own host (a relative Location)."""
+
+    def do_HEAD(self):
+        if self.path.endswith("/manifests/v1"):
+            return self._send(307, headers=[("Location", "/v2/acme/engine/manifests/moved")])
+        self._send(200, headers=[("Content-Type", MANIFEST_TYPES[0]), ("Docker-Content-Digest", "sha256:" + "ab" * 32)])
+
+
+def test_a_manifest_redirect_on_the_same_registry_is_followed(tmp_path):
+    for registry in serve(MovedOnItsOwnHost):
+        ref = f"{registry}/acme/engine:v1"
+        entries, errors = lock_one(tmp_path, ref)
+    assert not errors and entries[ref]["digest"] == "sha256:" + "ab" * 32

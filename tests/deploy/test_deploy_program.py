@@ -15,7 +15,7 @@ from deploy_harness import (ALL_SENTINELS, DOCKER_STACKS, GENERATED_KEY, SENTINE
 from infra import constants as C
 from infra.deploy import testing as T
 from infra.deploy.image import images_build_module
-from infra.plan import build_plan
+from infra.plan import build_plan, with_api_key_guard
 from infra.spec import StackSpec, load_spec
 from infra.stackfile import read_stack_config
 
@@ -197,7 +197,10 @@ def test_container_matches_the_launch_plan(runs, docker_stack):
     assert "command" not in inputs and "entrypoints" not in inputs
     env = dict(item.split("=", 1) for item in plain)
     rebuilt = build_plan(StackSpec.model_validate(json.loads(env[C.SPEC_ENV])))
-    assert rebuilt.argv == plan.argv
+    # The spec in the env does not say which secrets are set; the launcher sees API_KEY and adds the
+    # API-key guard itself (infra.plan.with_api_key_guard), as the plan did from the stack's secrets.
+    keyed = "API_KEY" in plan.secret_env
+    assert (with_api_key_guard(rebuilt.argv, plan.backend) if keyed else rebuilt.argv) == plan.argv
     assert rebuilt.files == plan.files
 
     # Host IPC, shm, cache volume, restart, health check covering model load, labels.

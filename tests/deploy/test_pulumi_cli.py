@@ -194,6 +194,7 @@ class Stdin:
 
 def test_config_secret_uses_the_project_backend_creates_the_stack_and_passes_the_value_on_stdin(world):
     secret = "hf_canary_config_0001"
+    world.env["PULUMI_CONFIG_PASSPHRASE"] = "correct horse battery staple"
     rc = pulumi_cli.set_config("local", "hf_token", secret=True, repo=world.repo, stacks_dir=world.repo / "stacks",
                                env=world.env, stdin=Stdin(secret + "\n"), interactive=False)
     assert rc == 0
@@ -212,6 +213,8 @@ def test_config_plain_and_nested_keys(world):
     assert run("image.registry", "ghcr.io/acme") == 0
     assert world.calls()[-1]["argv"] == ["config", "set", "--plaintext", "--path", f"{C.CONFIG_NAMESPACE}:image.registry",
                                          "--stack", "local"]
+    assert world.env["PULUMI_CONFIG_PASSPHRASE"] == ""  # the quick start's: fine for plain values ...
+    world.env["PULUMI_CONFIG_PASSPHRASE"] = "correct horse battery staple"  # ... a secret needs a real one
     assert run("runpod:token", "rp_x", secret=True) == 0
     assert world.calls()[-1]["argv"][:4] == ["config", "set", "--secret", "runpod:token"]
 
@@ -232,6 +235,7 @@ def test_config_refuses_bad_keys_before_calling_pulumi(world, key, secret, words
 
 
 def test_config_refuses_an_empty_value_and_an_unknown_stack(world):
+    world.env["PULUMI_CONFIG_PASSPHRASE"] = "correct horse battery staple"
     with pytest.raises(Exit, match="empty value"):
         pulumi_cli.set_config("local", "hf_token", secret=True, repo=world.repo, stacks_dir=world.repo / "stacks",
                               env=world.env, stdin=Stdin(""), interactive=False)
@@ -239,3 +243,81 @@ def test_config_refuses_an_empty_value_and_an_unknown_stack(world):
         pulumi_cli.set_config("nope", "hf_token", secret=True, repo=world.repo, stacks_dir=world.repo / "stacks",
                               env=world.env, stdin=Stdin("x"), interactive=False)
     assert world.calls() == []
+
+
+# ----------------------------------------------------------------------------- secrets need a passphrase (issue 24, finding 6)
+
+class CountingStdin(Stdin):
+    reads = 0
+
+    def read(self, n=-1):
+        CountingStdin.reads += 1
+        return super().read(n)
+
+
+def set_secret(world, stack="local", interactive=False):
+    CountingStdin.reads = 0
+    return pulumi_cli.set_config(stack, "hf_token", secret=True, repo=world.repo, stacks_dir=world.repo / "stacks",
+                                 env=world.env, stdin=CountingStdin("hf_canary_config_0002"), interactive=interactive)
+
+
+@pytest.mark.parametrize("passphrase_env", [
+    {"PULUMI_CONFIG_PASSPHRASE": ""},  # the README quick start's
+    {"PULUMI_CONFIG_PASSPHRASE": "  "},
+    {"PULUMI_CONFIG_PASSPHRASE_FILE": "{empty_file}"},  # Pulumi trims the file's text: only a newline is empty
+    {"PULUMI_CONFIG_PASSPHRASE": "", "PULUMI_CONFIG_PASSPHRASE_FILE": "{good_file}"},  # the variable wins (Pulumi's order)
+    {},  # unset: Pulumi would prompt, and accepts an empty answer
+])
+@pytest.mark.parametrize("interactive", [False, True])
+def test_config_secret_refuses_an_empty_or_unset_passphrase_before_anything_runs(world, tmp_path, passphrase_env,
+                                                                                 interactive):
+    (tmp_path / "empty").write_text("\n")
+    (tmp_path / "good").write_text("correct horse battery staple\n")
+    del world.env["PULUMI_CONFIG_PASSPHRASE"]
+    world.env.update({k: v.format(empty_file=tmp_path / "empty", good_file=tmp_path / "good")
+                      for k, v in passphrase_env.items()})
+    with pytest.raises(Exit) as info:
+        set_secret(world, interactive=interactive)
+    message = str(info.value.message)
+    assert info.value.code == 2 and "\n" not in message
+    assert "hf_token" in message and "PULUMI_CONFIG_PASSPHRASE" in message and "secrets provider" in message
+    assert world.calls() == [] and CountingStdin.reads == 0  # no stack created, the secret not even asked for
+
+
+@pytest.mark.parametrize("passphrase_env", [{"PULUMI_CONFIG_PASSPHRASE": "correct horse battery staple"},
+                                            {"PULUMI_CONFIG_PASSPHRASE_FILE": "{good_file}"},
+                                            {"PULUMI_CONFIG_PASSPHRASE_FILE": "pass.txt"}])  # where pulumi runs: the repo
+def test_config_secret_with_a_passphrase_goes_through(world, tmp_path, passphrase_env):
+    (tmp_path / "good").write_text("correct horse battery staple\n")
+    (world.repo / "pass.txt").write_text("correct horse battery staple\n")
+    del world.env["PULUMI_CONFIG_PASSPHRASE"]
+    world.env.update({k: v.format(good_file=tmp_path / "good") for k, v in passphrase_env.items()})
+    assert set_secret(world) == 0 and world.calls()[-1]["stdin"] == "hf_canary_config_0002"
+
+
+@pytest.mark.parametrize("stack_file, backend", [
+    ("secretsprovider: awskms://alias/gptoss?region=us-east-1\nencryptedkey: AQICAHh\nconfig: {}\n", None),
+    ("secretsprovider: hashivault://gptoss\nconfig: {}\n", None),
+    ("config: {}\n", "https://api.pulumi.com"),  # Pulumi Cloud: its own secrets service by default
+])
+def test_config_secret_without_a_passphrase_is_fine_with_another_secrets_provider(world, stack_file, backend):
+    (world.repo / "stacks" / "Pulumi.local.yaml").write_text(stack_file)
+    if backend:
+        world.env["PULUMI_BACKEND_URL"] = backend
+    assert set_secret(world) == 0 and world.calls()[-1]["argv"][:3] == ["config", "set", "--secret"]
+
+
+def test_a_passphrase_stack_on_pulumi_cloud_still_needs_the_passphrase(world):
+    (world.repo / "stacks" / "Pulumi.local.yaml").write_text("secretsprovider: passphrase\nconfig: {}\n")
+    world.env["PULUMI_BACKEND_URL"] = "https://api.pulumi.com"
+    with pytest.raises(Exit, match="PULUMI_CONFIG_PASSPHRASE"):
+        set_secret(world)
+    (world.repo / "stacks" / "Pulumi.local.yaml").write_text("encryptionsalt: v1:abc:def\nconfig: {}\n")
+    with pytest.raises(Exit, match="PULUMI_CONFIG_PASSPHRASE"):
+        set_secret(world)
+    assert world.calls() == []
+
+
+def test_the_quick_starts_empty_passphrase_still_deploys_a_stack_without_secrets(world):
+    assert world.env["PULUMI_CONFIG_PASSPHRASE"] == ""
+    assert world.run("up") == 0 and world.calls()[-1]["argv"][0] == "up"

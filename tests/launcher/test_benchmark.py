@@ -43,3 +43,27 @@ def test_bench_decision_in_process(benchmark):
     lc = benchmark(prepare, env, "sglang", snap, dry_run=True)
     assert lc.plan.tensor_parallel == 2
     assert benchmark.stats.stats.median < 0.25
+
+
+# Hostile 100 kB engine lines (issue 24, finding 5): a digit run, and the markers the SGLang rules scan on from.
+HOSTILE_LINES = ["9" * 100_000, "1," * 50_000, "max_total_num_tokens=" * 4_762, "KV Cache is allocated. " * 4_348]
+
+
+def test_bench_selfcheck_on_100kb_hostile_lines(benchmark):
+    """The self-check's cost on lines it must never stall the engine's output for. Every pattern is searched over the
+    whole 100 kB (not only the MAX_LINE_CHARS the monitor reads), so the figure is the patterns' own; their linearity
+    is by construction (tests/launcher/test_selfcheck.py: each reads a bounded window). Before the fix one
+    5,000-digit line took 1.5-2 s; after it, the four 100 kB lines through every rule take ~0.2 s here."""
+    from infra.launcher.selfcheck import RULES, StartupLog
+
+    patterns = [r.pattern for rules in RULES.values() for r in rules]
+
+    def search_all():
+        hits = 0
+        for line in HOSTILE_LINES:
+            hits += sum(p.search(line) is not None for p in patterns)
+            for backend in RULES:
+                StartupLog(backend).feed(line)  # the monitor's path: cut at MAX_LINE_CHARS, then matched
+        return hits
+
+    assert benchmark.pedantic(search_all, rounds=3, iterations=1, warmup_rounds=0) == 0

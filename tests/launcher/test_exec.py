@@ -43,7 +43,8 @@ def test_exec_replaces_the_launcher_process(tmp_path, encodings_dir, engine_bin)
     assert proc.returncode == 0, err
     rec = json.loads((tmp_path / "rec.json").read_text())
     assert rec["pid"] == proc.pid  # exec, not a child: signals from docker stop reach the engine
-    assert rec["argv"][1:] == ["serve", "openai/gpt-oss-120b", "--config", str(tmp_path / "cfg" / "vllm.yaml")]
+    assert rec["argv"][1:] == ["serve", "openai/gpt-oss-120b", "--config", str(tmp_path / "cfg" / "vllm.yaml"),
+                               "--middleware", "infra.launcher.authguard.ApiKeyGuard"]  # API_KEY set: key on every route
     assert rec["vllm_api_key_set"] and not rec["api_key_in_env"]
     assert "HF_TOKEN" in rec["env"] and "HUGGING_FACE_HUB_TOKEN" not in rec["env"]
     assert "sk-exec-test-secret-42" not in " ".join(rec["argv"]) + out + err

@@ -424,6 +424,72 @@ def test_lock_resolves_a_multi_platform_index_to_the_index_digest(docker, standi
     assert missing == {"digest": None} and "no such tag" in errors[f"{name}:nope"]
 
 
+def _push_minimal_image(registry: str, repository: str, tag: str) -> tuple[bytes, str]:
+    """Push a config blob and a Docker v2 manifest over the distribution API (no Docker daemon needed);
+    returns the manifest bytes and the digest the registry recorded."""
+    import hashlib
+
+    import httpx
+
+    v2 = "application/vnd.docker.distribution.manifest.v2+json"
+    config = json.dumps({"architecture": "amd64", "os": "linux", "rootfs": {"type": "layers", "diff_ids": []}}).encode()
+    config_digest = "sha256:" + hashlib.sha256(config).hexdigest()
+    manifest = json.dumps({"schemaVersion": 2, "mediaType": v2, "layers": [], "config": {
+        "mediaType": "application/vnd.docker.container.image.v1+json", "size": len(config), "digest": config_digest}}).encode()
+    with httpx.Client(base_url=f"http://{registry}", timeout=10) as client:
+        upload = client.post(f"/v2/{repository}/blobs/uploads/")
+        assert upload.status_code == 202, upload.text
+        location = upload.headers["Location"]  # carries the upload's state in its query: add the digest to it
+        blob = client.put(f"{location}{'&' if '?' in location else '?'}digest={config_digest}", content=config)
+        assert blob.status_code == 201, blob.text
+        put = client.put(f"/v2/{repository}/manifests/{tag}", content=manifest, headers={"Content-Type": v2})
+        assert put.status_code == 201, put.text
+    return manifest, put.headers["Docker-Content-Digest"]
+
+
+def test_the_get_fallback_pins_a_real_registrys_manifest(local_registry, tmp_path):
+    """The GET fallback's checks (a v2 manifest type, schemaVersion 2, Docker-Content-Digest = sha256 of the body)
+    pass on the real registry's own answers: a forwarder in front of it refuses HEAD, so the lock GETs the manifest."""
+    import hashlib
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    import httpx
+
+    manifest, pushed = _push_minimal_image(local_registry, "gptoss-getfallback", "v1")
+    assert pushed == "sha256:" + hashlib.sha256(manifest).hexdigest()
+
+    class NoHead(BaseHTTPRequestHandler):
+        def log_message(self, *a):
+            pass
+
+        def do_HEAD(self):
+            self.send_response(405)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def do_GET(self):
+            up = httpx.get(f"http://{local_registry}{self.path}", headers={"Accept": self.headers.get("Accept", "")},
+                           timeout=10)
+            self.send_response(up.status_code)
+            for name in ("Content-Type", "Docker-Content-Digest"):
+                if name in up.headers:
+                    self.send_header(name, up.headers[name])
+            self.send_header("Content-Length", str(len(up.content)))
+            self.end_headers()
+            self.wfile.write(up.content)
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), NoHead)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        entry, errors = _lock_one(tmp_path, f"127.0.0.1:{server.server_address[1]}/gptoss-getfallback:v1")
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert errors == {} and entry["digest"] == pushed
+    assert entry["media_type"] == "application/vnd.docker.distribution.manifest.v2+json"
+
+
 def test_real_start_in_the_image_execs_as_pid_1_without_root(docker, images, tmp_path):
     """No --dry-run: the image's launcher verifies the baked encodings, writes its config, drops from root
     to uid 10001 and execs the engine (the stand-in, mounted as `vllm`), which becomes PID 1."""

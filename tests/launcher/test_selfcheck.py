@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -205,6 +206,51 @@ def test_long_lines_are_cut_and_garbage_is_ignored():
     log.feed("\x00\x1b[31m Available KV cache memory: 1e400 GiB")
     log.feed("Maximum concurrency for 131,072 tokens per request: 12.27x")
     assert log.actual() == {"max_model_len": 131072, "max_concurrency_at_max_model_len": 12.27, "fits": True}
+
+
+def _all_patterns():
+    """{name: compiled pattern} of every regex the self-check runs on an engine line."""
+    from infra.launcher import selfcheck
+
+    named = {f"{backend}:{'+'.join(rule.keys)}": rule.pattern for backend, rules in selfcheck.RULES.items()
+             for rule in rules}
+    return {**named, "no_fit": selfcheck._NO_FIT, "other_rank": selfcheck._OTHER_RANK}
+
+
+@pytest.mark.parametrize("pattern", _all_patterns().values(), ids=_all_patterns().keys())
+def test_every_pattern_reads_a_bounded_window_so_a_search_is_linear(pattern):
+    """Linear by construction (issue 24, finding 5): a pattern whose every match attempt reads at most W characters
+    (no unbounded `*`, `+`, `.*?`) costs at most a constant per start position, so a search over an n-character line
+    is O(n), whatever the line; the old `\\d[\\d,]*` before ` ?GiB` re-read a digit run from each of its digits."""
+    import re._parser as sre_parse
+
+    assert sre_parse.parse(pattern.pattern, pattern.flags).getwidth()[1] <= 1024
+
+
+def test_the_bounded_patterns_match_every_real_log_line_as_the_unbounded_ones_did():
+    from infra.launcher import selfcheck
+
+    unbounded = {selfcheck._NUM: r"(-?\d[\d,]*(?:\.\d+)?)", selfcheck._GAP: ".*?", selfcheck._SECS: r"[\d.]+",
+                 selfcheck._RANK_DIGITS: r"\d+"}
+
+    def as_before(pattern):
+        text = pattern.pattern
+        for new, old in unbounded.items():
+            text = text.replace(new, old)
+        return re.compile(text, pattern.flags)
+
+    pairs = [(p, as_before(p)) for p in _all_patterns().values()]
+    assert sum(new.pattern != old.pattern for new, old in pairs) == len(pairs) - 1  # all but _NO_FIT changed
+    lines = [line[:MAX_LINE_CHARS] for path in sorted(LOGS.rglob("*.log"))
+             for line in re.split(r"[\r\n]", path.read_text(encoding="utf-8")) if line]
+    assert len(lines) > 600
+    matched = 0
+    for new, old in pairs:
+        for line in lines:
+            a, b = new.search(line), old.search(line)
+            assert (a and (a.span(), a.groups())) == (b and (b.span(), b.groups())), (new.pattern, line)
+            matched += bool(a)
+    assert matched > 50  # the figures of seven real starts, not a vacuous agreement on nothing
 
 
 @settings(max_examples=200, deadline=None)

@@ -126,7 +126,9 @@ class VllmServer:
         env = vv.server_env(self.venv)
         env.update({k: v.replace(C.CACHE_ROOT, str(cache), 1) if v.startswith(C.CACHE_ROOT) else v
                     for k, v in self.plan.env.items()})
-        env["PYTHONPATH"] = str(HERE)  # the harmony plugin module
+        # the harmony plugin module, and the project (the image puts it on PYTHONPATH=/opt/gptoss) for
+        # the API-key guard the plan adds with --middleware
+        env["PYTHONPATH"] = os.pathsep.join([str(HERE), str(HERE.parent.parent)])
         # what the image's Dockerfile sets (ENV TIKTOKEN_ENCODINGS_BASE, the baked encodings)
         env["TIKTOKEN_ENCODINGS_BASE"] = str(vv.encodings_dir(self.venv))
         for secret in self.plan.secrets:

@@ -233,8 +233,9 @@ def validate(spec, plan) -> None:
     router = router_of(spec)
     if router == "none" and settings.service_type != "ClusterIP" and not settings.allow_public_engine:
         raise _err(spec, "kubernetes.service_type", settings.service_type,
-                   "with router: none this exposes the engine pods themselves outside the cluster, and the engine "
-                   "answers routes such as /invocations, /tokenize and /metrics without the API key",
+                   "with router: none this exposes the engine pods themselves outside the cluster: what an engine answers "
+                   "without the key (SGLang's /metrics and /v1/realtime websocket, /health) and its whole HTTP server "
+                   "face the internet with no router in front",
                    "use router: smg (the router checks the key on every route), service_type: ClusterIP with "
                    "`kubectl port-forward`, or set kubernetes.allow_public_engine: true if that is meant")
     if router == "smg" and not spec.image.allow_unpinned_base:
