@@ -360,7 +360,7 @@ def test_hostile_served_model_name_is_refused_at_the_spec():
     assert err.field == "served_model_name"
 
 
-@pytest.mark.parametrize("value", [HOSTILE_MODEL, 'a\\"b', "x\\", "line\nbreak", "gptoss/gpt-oss-120b"])
+@pytest.mark.parametrize("value", [HOSTILE_MODEL, 'a\\"b', "x\\", "line\nbreak", "c\x01tl\x7f", "gptoss/gpt-oss-120b"])
 def test_the_keda_query_is_one_selector_whatever_the_label_value(value):
     """Escaping where the query is written: even a value the spec would refuse stays one label value."""
     name, matchers = _selector(A.queue_query("vllm", NAMESPACE, value))

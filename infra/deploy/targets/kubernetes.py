@@ -58,12 +58,12 @@ from typing import Any
 import pulumi
 
 from infra import constants as C
+from infra.catalogue import router_pin
 from infra.deploy.targets.base import TargetContext, TargetResult, health_path, startup_grace_seconds
 from infra.deploy.targets.k8s import autoscaling as A
 from infra.deploy.targets.k8s import router as R
 from infra.deploy.targets.k8s import security as S
 from infra.deploy.targets.k8s import weights as W
-from infra.catalogue import router_pin
 from infra.spec import SpecError
 
 # The Kubernetes minor the manifests are written (and validated, tests/cloud) for.
