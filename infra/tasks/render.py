@@ -55,6 +55,7 @@ def render(c, stack=None, all=False, out=None):
     """Render launch.json, the engine config, docker-run.sh and client.env for stacks."""
     from rich.console import Console
 
+    from infra import constants as C
     from infra.fit import FitError
     from infra.plan import build_plan
     from infra.render import render_stack
@@ -108,7 +109,7 @@ def render(c, stack=None, all=False, out=None):
         _, path, plan = rendered[0]
         print(f"engine command: {shlex.join(plan.argv)}")
         for fname, content in sorted(plan.files.items()):
-            print(f"--- {fname} (in the container: the --config / args file under /etc/gptoss)\n{content.rstrip()}")
+            print(f"--- {C.CONFIG_DIR}/{fname} in the container ({_rel(path / fname)}):\n{content.rstrip()}")
         for note in plan.notes:
             print(f"note: {note}")
         print(f"files: {_rel(path)}/ ({', '.join(sorted(p.name for p in path.iterdir()))})")

@@ -201,7 +201,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--api-key-env", help="environment variable holding the API key to require")
     args = ap.parse_args(argv)
     key = os.environ[args.api_key_env] if args.api_key_env else None
-    srv = make_server(cache_dir() / "vllm-cpu-run", api_key=key, port=args.port)
+    # One folder per port: two servers (two checkouts, two users of one cache) must not share config and log.
+    srv = make_server(cache_dir() / f"vllm-cpu-run-{args.port}", api_key=key, port=args.port)
     signal.signal(signal.SIGTERM, lambda *a: (_ for _ in ()).throw(KeyboardInterrupt()))
     try:
         srv.start()
