@@ -14,6 +14,10 @@ CATALOGUE_DIR = Path(__file__).resolve().parent / "catalogue"
 # Base image digests (`invoke lock-images` writes it; builds and deploys read it via infra.catalogue).
 IMAGE_LOCK_FILE = CATALOGUE_DIR / "images.lock.yaml"
 
+# Example values the shipped stack files carry for the user to replace (README, "Deploy to your own GPU
+# box over SSH"): `invoke render` names each one still present.
+PLACEHOLDER_PATTERNS = (r"your-org", r"\bgpu-[a-z0-9]+\.internal\b")
+
 BACKENDS = ("vllm", "sglang")
 TARGETS = ("docker", "kubernetes", "runpod")
 MODELS = ("openai/gpt-oss-20b", "openai/gpt-oss-120b")

@@ -123,6 +123,13 @@ def env_name_looks_secret(name: str) -> bool:
     return any(w.endswith(s) for w in words for s in _SECRET_WORDS)
 
 
+def set_config_fix(key: str, stack: str | None, secret: bool = True) -> str:
+    """How to set one config value, as the README documents it: `invoke config`, which reads the value
+    from a hidden prompt or stdin (never the command line) with the project's backend and passphrase."""
+    return (f"run `invoke config --stack {stack or 'NAME'} {key}{' --secret' if secret else ''}` "
+            "(the value from a prompt or stdin)")
+
+
 class SpecError(ValueError):
     """A stack setting that cannot work: names the field, the value and the fix."""
 
@@ -445,8 +452,8 @@ class StackSpec(BaseModel):
         img = self.image
         if img.registry is not None:
             url_credentials("image.registry", img.registry,
-                            f"set image.registry to the bare address (e.g. ghcr.io/org), image.registry_username to the user, and "
-                            f"`pulumi config set --secret {C.CONFIG_NAMESPACE}:registry_password <token>`", stack)
+                            "set image.registry to the bare address (e.g. ghcr.io/org), image.registry_username to the user, and "
+                            + set_config_fix("registry_password", stack), stack)
             if not REGISTRY.fullmatch(img.registry):
                 raise err("image.registry", img.registry, "is not a registry address",
                           "use host[:port][/lower-case-path], e.g. ghcr.io/acme or localhost:5000")
@@ -519,7 +526,7 @@ class StackSpec(BaseModel):
 
         if gpu is not None:
             if not gpu.supports(self.model):
-                raise err("model", self.model, f"does not fit on {gpu.name} ({gpu.vram_gib:.0f} GiB); the seeds list it as 20b-only",
+                raise err("model", self.model, f"does not fit on {gpu.name} ({gpu.vram_gib:.0f} GiB); the gpt-oss-vllm RunPod README and the gpt-oss-sglang image README list it for gpt-oss-20b only",
                           "use model openai/gpt-oss-20b (MODEL=openai/gpt-oss-20b on a container), or a GPU with 80 GB or more")
             if self.gpu_count > gpu.max_per_node and self.target != "kubernetes":
                 raise err("gpu_count", self.gpu_count, f"is more than one {gpu.name} host has ({gpu.max_per_node})",
@@ -547,7 +554,7 @@ class StackSpec(BaseModel):
 
         if self.api_key_mode == "config" and "api_key" not in self.secrets_set:
             raise err("api_key_mode", "config", "no api_key secret is set",
-                      f"run `pulumi config set --secret {C.CONFIG_NAMESPACE}:api_key <key> --stack {self.stack or '<stack>'}` or use api_key_mode: generate")
+                      set_config_fix("api_key", self.stack) + " or use api_key_mode: generate")
 
         if self.target == "kubernetes":
             _refuse_ssh_on_kubernetes(self)
@@ -587,7 +594,7 @@ class StackSpec(BaseModel):
         if pushing and img.registry_username and "registry_password" not in self.secrets_set:
             raise SpecError("registry_password", None,
                             f"pushing to {img.registry} as {img.registry_username} needs the registry password",
-                            f"run `pulumi config set --secret {C.CONFIG_NAMESPACE}:registry_password <token> --stack {self.stack or '<stack>'}`",
+                            set_config_fix("registry_password", self.stack),
                             stack=self.stack or None)
 
     # ---------------------------------------------------------------- YAML/config symmetry
@@ -708,6 +715,22 @@ def _is_secure(value: Any) -> bool:
     return isinstance(value, Mapping) and set(value) == {"secure"}
 
 
+# A fix for each pydantic error type a stack file meets ("see the allowed values above" had nothing above).
+_VALIDATION_FIXES = {
+    "int_parsing": "write a whole number without a unit, e.g. 32768 (not 32k)",
+    "int_from_float": "write a whole number, e.g. 32768",
+    "int_type": "write a whole number, e.g. 32768",
+    "float_parsing": "write a number, e.g. 0.9",
+    "float_type": "write a number, e.g. 0.9",
+    "bool_parsing": "write true or false",
+    "bool_type": "write true or false",
+    "string_type": "write it as text (quote it in YAML if it looks like a number)",
+    "list_type": "write a YAML list, one `- item` per line",
+    "dict_type": "write a YAML mapping of `key: value` lines",
+    "model_type": "write the section as a YAML mapping of `key: value` lines under it",
+}
+
+
 def load_spec(config: Mapping[str, Any], stack: str = "", *, secrets_are_resolved: bool = False) -> StackSpec:
     """Build a StackSpec from a config mapping with bare keys ("backend", not "gptoss-stacks:backend").
 
@@ -724,8 +747,7 @@ def load_spec(config: Mapping[str, Any], stack: str = "", *, secrets_are_resolve
                 continue
             if not secrets_are_resolved and not _is_secure(value):
                 raise SpecError(key, "<plaintext hidden>", "a secret is stored in plain text in the stack file",
-                                f"run `pulumi config set --secret {C.CONFIG_NAMESPACE}:{key} <value> --stack {stack or '<stack>'}` "
-                                "and remove the plain value", stack=stack or None)
+                                f"delete the plain value from the stack file, then {set_config_fix(key, stack)}", stack=stack or None)
             secrets_set.add(key)
         elif _is_secure(value):
             raise SpecError(key, "<secure>", "is not a secret setting, but is stored as one",
@@ -738,7 +760,9 @@ def load_spec(config: Mapping[str, Any], stack: str = "", *, secrets_are_resolve
         first = exc.errors()[0]
         loc = ".".join(str(p) for p in first["loc"])
         value = first.get("input")
-        fix = "see the allowed values above"
+        fix = _VALIDATION_FIXES.get(first["type"], "see the key's type and values in the README's Stack key reference")
+        if first["type"] in ("greater_than_equal", "less_than_equal", "greater_than", "less_than"):
+            fix = f"use a value {first['msg'].removeprefix('Input should be ')}"
         if loc == "gpu":
             close = difflib.get_close_matches(str(value), gpu_ids(), n=1, cutoff=0.6)
             fix = (f"did you mean {close[0]!r}? " if close else "") + f"use one of {', '.join(gpu_ids())} or auto " \

@@ -6,13 +6,14 @@ in `infra.spec.load_spec`, so a stack is validated identically with or without t
 from __future__ import annotations
 
 import difflib
+import re
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from infra import constants as C
-from infra.spec import SpecError, StackSpec, load_spec, shown
+from infra.spec import SpecError, StackSpec, load_spec, set_config_fix, shown
 
 
 def stack_path(name: str, stacks_dir: Path | None = None) -> Path:
@@ -32,8 +33,30 @@ MAX_NODES = 20_000  # scalars, lists and maps, counting every alias expansion
 PULUMI_TOP_KEYS = ("config", "secretsprovider", "encryptedkey", "encryptionsalt", "environment")
 
 
+class _DuplicateKey(yaml.constructor.ConstructorError):
+    """A mapping key written twice (its message is ours, the key already shown safely)."""
+
+
 class _BoundedLoader(yaml.SafeLoader):
-    """SafeLoader that stops at MAX_ALIASES alias uses (a YAML alias bomb is all aliases)."""
+    """SafeLoader that stops at MAX_ALIASES alias uses (a YAML alias bomb is all aliases) and refuses a
+    key written twice in one mapping (PyYAML keeps the last one: a second `gptoss-stacks:docker:` block
+    silently replaced the first)."""
+
+    def construct_mapping(self, node, deep=False):  # type: ignore[override]
+        if isinstance(node, yaml.MappingNode):
+            seen: dict = {}
+            for key_node, _ in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":
+                    continue  # `<<: *alias` merges are allowed to repeat keys
+                key = self.construct_object(key_node, deep=True)
+                try:
+                    first = seen.setdefault(key, key_node.start_mark.line + 1)
+                except TypeError:
+                    continue  # an unhashable key: the base class reports it
+                if first != key_node.start_mark.line + 1:
+                    raise _DuplicateKey(None, None, f"key {shown(str(key))} is already set at line {first}; the "
+                                        "second would replace the first", key_node.start_mark)
+        return super().construct_mapping(node, deep=deep)
 
     def compose_node(self, parent, index):  # type: ignore[override]
         if self.check_event(yaml.AliasEvent):
@@ -73,7 +96,9 @@ def read_yaml_bounded(path: Path, stack: str) -> Any:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark is not None else ""
         problem = getattr(exc, "problem", None) or str(exc)
-        raise refuse(f"is not valid YAML{where}: {shown(problem)}", "fix the YAML (`pulumi config` writes valid files)") from None
+        if isinstance(exc, _DuplicateKey):
+            raise refuse(f"is not valid YAML{where}: {problem}", "merge the two into one") from None
+        raise refuse(f"is not valid YAML{where}: {shown(problem)}", "fix the YAML (`invoke config` writes valid files)") from None
     except (ValueError, RecursionError) as exc:
         raise refuse(f"is too large: {shown(str(exc))}", "write the settings out without YAML aliases") from None
     return doc
@@ -92,7 +117,9 @@ def namespace_error(key: str, stack: str) -> SpecError:
     """Never shows the value: a plaintext secret may be what was mistyped."""
     bare = key.split(":", 1)[1] if ":" in key else key
     return SpecError(key, "<value not shown>", f"is not in the {C.CONFIG_NAMESPACE} namespace, so it would be ignored",
-                     f"write it as {C.CONFIG_NAMESPACE}:{bare}" + (" (set with `pulumi config set --secret`)" if bare in C.SECRET_KEYS else ""),
+                     (f"delete it from the stack file, then {set_config_fix(bare, stack)}, which writes it encrypted as "
+                      f"{C.CONFIG_NAMESPACE}:{bare}" if bare in C.SECRET_KEYS
+                      else f"write it as {C.CONFIG_NAMESPACE}:{bare}"),
                      stack=stack)
 
 
@@ -129,6 +156,26 @@ def read_stack_config(name: str, stacks_dir: Path | None = None) -> dict[str, An
         elif mistyped_namespace(key):
             raise namespace_error(key, name)
     return out
+
+
+def placeholders(name: str, stacks_dir: Path | None = None) -> list[tuple[str, str]]:
+    """(key, value) for each example value (constants.PLACEHOLDER_PATTERNS) still in a stack's settings."""
+    found: list[tuple[str, str]] = []
+
+    def walk(key: str, value: Any) -> None:
+        if isinstance(value, dict):
+            for k, v in value.items():
+                walk(f"{key}.{k}", v)
+        elif isinstance(value, list):
+            for i, v in enumerate(value):
+                walk(f"{key}[{i}]", v)
+        elif isinstance(value, str) and any(re.search(p, value) for p in C.PLACEHOLDER_PATTERNS):
+            found.append((key, value))
+
+    for key, value in read_stack_config(name, stacks_dir).items():
+        if key not in C.SECRET_KEYS:
+            walk(key, value)
+    return found
 
 
 def load_stack(name: str, stacks_dir: Path | None = None) -> StackSpec:

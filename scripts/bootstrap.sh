@@ -80,7 +80,10 @@ install_project() {
 install_pulumi() {
   if command -v pulumi >/dev/null 2>&1 || [ -x "$HOME/.pulumi/bin/pulumi" ]; then return; fi
   say "installing the Pulumi CLI into ~/.pulumi/bin"
-  curl -fsSL https://get.pulumi.com | sh -s -- --silent
+  if ! curl -fsSL https://get.pulumi.com | sh -s -- --silent; then
+    say "could not install the Pulumi CLI: downloading Pulumi's installer from https://get.pulumi.com failed (curl's message above; offline, or a proxy?). The project itself is installed in $VENV; only invoke up|preview|destroy|outputs|config need Pulumi. Other ways (README, Requirements): on macOS 'brew install pulumi/tap/pulumi'; anywhere, unpack a release archive from https://github.com/pulumi/pulumi/releases so that ~/.pulumi/bin/pulumi exists; then run this command again." >&2
+    exit 1
+  fi
   say "add ~/.pulumi/bin to PATH (invoke finds it there already)"
 }
 

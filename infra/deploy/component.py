@@ -19,6 +19,7 @@ import pulumi_random as random
 from infra import constants as C
 from infra.deploy.image import CONTEXT_ROOT, IMAGES_DIR, assemble_context, build_image, image_settings, image_warnings, validate_image
 from infra.deploy.targets import TargetContext, get_target
+from infra.spec import SpecError
 
 TYPE_TOKEN = "gptoss:index:Deployment"
 # Config secret key -> the container env var that carries it (API_KEY is handled on its own).
@@ -37,11 +38,24 @@ class GptOssDeploymentArgs:
     context_root: Path = CONTEXT_ROOT       # where the image build context is assembled
 
 
+def deploy_refusals(spec, plan) -> list[SpecError]:
+    """What `invoke up` refuses before creating anything, the first refusal of each check (secrets,
+    image, target). `validate` raises the first; `invoke render` shows them all."""
+    found = []
+    for check in (spec.check_deploy_secrets, lambda: validate_image(spec, plan), lambda: get_target(spec).validate(spec, plan)):
+        try:
+            check()
+        except SpecError as exc:
+            found.append(exc)
+    return found
+
+
 def validate(args: GptOssDeploymentArgs) -> None:
     """Every refusal, with field and fix (infra.spec.SpecError). Registers nothing."""
     spec, plan = args.spec, args.plan
-    validate_image(spec, plan)
-    get_target(spec).validate(spec, plan)
+    refusals = deploy_refusals(spec, plan)
+    if refusals:
+        raise refusals[0]
     missing = [k for k in spec.secrets_set if k not in args.secrets]
     if missing:  # a programming error, not a user one: the spec says set, nobody passed the value
         raise ValueError(f"secrets {missing} are set in the stack but were not passed to the component")

@@ -16,7 +16,7 @@ import pulumi
 from pulumi.runtime import config as runtime_config
 
 from infra import constants as C
-from infra.spec import SpecError
+from infra.spec import SpecError, set_config_fix
 
 # Stands in for a secret's value in the mapping given to load_spec (only "is it set" matters).
 SECRET_PLACEHOLDER = "<secret>"
@@ -63,7 +63,7 @@ def read_pulumi_config(namespace: str = C.CONFIG_NAMESPACE, stack: str | None = 
         if key in C.SECRET_KEYS:
             if not is_secret:
                 raise SpecError(key, "<plaintext hidden>", "a secret is set in plain text",
-                                f"run `pulumi config set --secret {namespace}:{key} <value> --stack {stack}`", stack=stack)
+                                set_config_fix(key, stack), stack=stack)
             # Emptiness is checked on the raw value without it leaving this function.
             if runtime_config.get_config(full_key) in (None, ""):
                 continue
@@ -71,7 +71,7 @@ def read_pulumi_config(namespace: str = C.CONFIG_NAMESPACE, stack: str | None = 
             plain[key] = SECRET_PLACEHOLDER
         elif is_secret:
             raise SpecError(key, "<secure>", "is not a secret setting, but is stored as one",
-                            f"run `pulumi config set {namespace}:{key} <value> --stack {stack}` (without --secret); "
+                            f"{set_config_fix(key, stack, secret=False)}, without --secret; "
                             f"secrets are {', '.join(C.SECRET_KEYS)}", stack=stack)
         else:
             plain[key] = _decode(cfg.get(key))

@@ -26,7 +26,7 @@ import pulumi
 import pulumi_docker_build as docker_build
 
 from infra import constants as C
-from infra.spec import SpecError
+from infra.spec import SpecError, set_config_fix
 
 IMAGES_DIR = C.REPO_ROOT / "images"
 CONTEXT_ROOT = C.REPO_ROOT / "build" / "image-context"
@@ -100,8 +100,7 @@ def image_settings(spec, plan, images_dir: Path = IMAGES_DIR, context_root: Path
 
 
 def validate_image(spec, plan) -> None:
-    """Refusals about the image, before any resource exists."""
-    spec.check_deploy_secrets()
+    """Refusals about the image, before any resource exists (the registry password: spec.check_deploy_secrets)."""
     img = plan.image
     if not img.get("base_digest") and not spec.image.allow_unpinned_base:
         # Refused here, not by the image build: that would first pull a 20 GB base.
@@ -115,8 +114,8 @@ def validate_image(spec, plan) -> None:
         if host not in LOCAL_REGISTRY_HOSTS and not spec.image.registry_username:
             raise SpecError("image.registry_username", None,
                             f"pushing to {img['registry']} needs registry credentials",
-                            f"set image.registry_username and run `pulumi config set --secret {C.CONFIG_NAMESPACE}:registry_password <token> "
-                            f"--stack {spec.stack or '<stack>'}` (or image.push: false to build on the Docker host)",
+                            f"set image.registry_username and {set_config_fix('registry_password', spec.stack)} "
+                            "(or image.push: false to build on the Docker host)",
                             stack=spec.stack or None)
 
 

@@ -81,6 +81,7 @@ class SmokeReport:
     target: dict[str, Any]
     checks: list[CheckResult]
     seconds: float
+    stopped: str | None = None  # why the checks after `health` were not run (nothing answers there)
 
     @property
     def passed(self) -> bool:
@@ -96,6 +97,7 @@ class SmokeReport:
             "target": self.target,
             "summary": {s: sum(c.status == s for c in self.checks) for s in (PASS, FAIL, SKIP)},
             "checks": [{**asdict(c), "seconds": round(c.seconds, 3)} for c in self.checks],
+            "stopped": self.stopped,
         }
 
 
@@ -523,6 +525,7 @@ def run_checks(target: Target, config: SmokeConfig | None = None, *,
     t_all = time.perf_counter()
     task = Deadline.after(config.deadline, "smoke test")
     results: list[CheckResult] = []
+    stopped = None
     with EndpointClient(target, timeout=config.timeout, transport=transport, deadline=task) as client:
         ctx = Context(client=client, target=target, config=config, model=target.model)
         for name, fn in CHECKS:
@@ -544,13 +547,18 @@ def run_checks(target: Target, config: SmokeConfig | None = None, *,
                 res = CheckResult(name, SKIP, str(exc))
             except httpx.HTTPError as exc:  # BadReply and deadlines included: one line naming what happened
                 res = CheckResult(name, FAIL, f"{type(exc).__name__}: {printable(exc)}")
+                if name == "health" and isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout)):
+                    # Nothing listens there: every other check would fail the same way.
+                    stopped = f"no server answers at {target.health_url} ({res.detail})"
             except Exception as exc:  # a reply of an unexpected shape fails this check, not the run
                 res = CheckResult(name, FAIL, f"unexpected reply ({type(exc).__name__}: {printable(exc)})")
             res.seconds = time.perf_counter() - t0
             results.append(res)
             if on_result:
                 on_result(res)
+            if stopped:
+                break
     info = {"base_url": target.base_url, "health_url": target.health_url, "model": ctx.model or target.model,
             "backend": target.backend, "gpu": target.gpu, "source": target.source,
             "api_key": "set" if target.api_key else "none", "expected_max_model_len": config.max_model_len}
-    return SmokeReport(target=info, checks=results, seconds=time.perf_counter() - t_all)
+    return SmokeReport(target=info, checks=results, seconds=time.perf_counter() - t_all, stopped=stopped)

@@ -53,7 +53,8 @@ def wait_ready(target: Target, timeout: float = 900.0, interval: float = 2.0, co
                     else:
                         last = f"model {printable(target.model)!r} not listed yet (listed: {printable(models)})"
             except httpx.HTTPError as exc:  # BadReply included: a reply of the wrong shape
-                last = f"{type(exc).__name__}: {printable(exc, 160) or 'no answer'}"
+                if time.monotonic() < task.at or not last:  # a poll cut by the deadline keeps the last real answer
+                    last = f"{type(exc).__name__}: {printable(exc, 160) or 'no answer'}"
             elapsed = time.monotonic() - t0
             if phase == "ready":
                 console.print(Text.assemble(("ready", "green"), f" after {elapsed:.1f}s ({polls} polls): ",
@@ -62,9 +63,10 @@ def wait_ready(target: Target, timeout: float = 900.0, interval: float = 2.0, co
             where = target.base_url if phase == "models" else target.health_url
             status.update(Text.assemble("waiting for ", (phase, "bold"), " at ", plain(where),
                                         f"  elapsed {elapsed:5.1f}s / {timeout:.0f}s  last: ", plain(last)))
-            if time.monotonic() + interval > task.at:
+            remaining = task.at - time.monotonic()
+            if remaining <= 0:  # the last poll ran at the deadline: the whole timeout was waited
                 return ReadyResult(False, time.monotonic() - t0, phase, last, polls, models)
-            time.sleep(interval)
+            time.sleep(min(interval, remaining))
 
 
 def recent_logs(logs_command: list[str] | None, lines: int = 40, timeout: float = 30.0,

@@ -127,6 +127,9 @@ def smoke_test(c, stack=None, url=None, api_key_env=None, model=None, json=None,
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(_json.dumps(report.to_json(), indent=2))
         err.print(f"JSON report: {path}")
+    if report.stopped:
+        raise Exit(f"smoke test stopped after health: {report.stopped}; start the server (or the tunnel) "
+                   "or fix the URL; `invoke wait-ready --url URL` waits for one", code=1)
     if not report.passed:
         failed = [r.name for r in report.checks if r.status == "fail"]
         raise Exit(f"smoke test failed: {', '.join(failed)}", code=1)

@@ -9,6 +9,15 @@ from invoke.exceptions import Exit
 from infra.tasks import task
 
 
+def _rel(path: Path) -> str:
+    from infra import constants as C
+
+    try:
+        return str(path.resolve().relative_to(C.REPO_ROOT))
+    except ValueError:
+        return str(path)
+
+
 @task(help={"timeout": "overall deadline in seconds for all registry requests (default 60)",
             "images": "the images file to read (default infra/catalogue/images.yaml)",
             "lock": "the lock file to write (default infra/catalogue/images.lock.yaml)"})
@@ -47,7 +56,10 @@ def lock_images(c, timeout=None, images=None, lock=None):
     for ref, err in errors.items():
         console.print(escape(err), style="red", highlight=False)
     if errors:
-        raise Exit(f"lock-images: {len(errors)} of {len(entries)} image(s) not resolved", code=1)
+        raise Exit(f"lock-images: {len(errors)} of {len(entries)} image(s) not resolved. Next: run `invoke lock-images` "
+                   f"where the registries are reachable (Docker Hub, GHCR) and commit {_rel(lock_path)}; to build on "
+                   "a workstation meanwhile, set image.allow_unpinned_base: true in its stack file (as the local stack does)",
+                   code=1)
     console.print(f"wrote {lock_path}: commit it so every build uses these digests")
 
 

@@ -38,15 +38,13 @@ STATE_DIR = REPO_ROOT / ".pulumi-state"
 PLUGINS = ("docker", "docker-build", "random")
 
 INSTALL_HELP = """\
-The Pulumi CLI (`pulumi`) is not installed or not on PATH.
-Install it, then run this command again:
-  Linux/macOS:  curl -fsSL https://get.pulumi.com | sh      # installs to ~/.pulumi/bin
-                export PATH="$HOME/.pulumi/bin:$PATH"
-  macOS (brew): brew install pulumi/tap/pulumi
-  Windows:      winget install pulumi   (or: choco install pulumi)
-Check with `pulumi version`. On first use Pulumi downloads the provider plugins this project
-uses ({plugins}); `pulumi install` in {repo} does that up front.
-Docs: https://www.pulumi.com/docs/install/"""
+The Pulumi CLI (`pulumi`) is not installed or not on PATH. Install it with the project's set-up
+command, then run this command again:
+  bash scripts/bootstrap.sh --with-pulumi        # into ~/.pulumi/bin (your user, no root)
+Other ways (README, Requirements): on macOS `brew install pulumi/tap/pulumi`; anywhere, a release
+archive from https://github.com/pulumi/pulumi/releases unpacked so that ~/.pulumi/bin/pulumi exists.
+On first use Pulumi downloads the provider plugins this project uses ({plugins});
+`pulumi install` in {repo} does that up front."""
 
 PASSPHRASE_HELP = """\
 Pulumi needs the passphrase that encrypts this stack's secrets (file backend: {backend}),
@@ -346,8 +344,9 @@ CONFIG_HELP = {"stack": "stack name (stacks/Pulumi.<stack>.yaml)", "key": "confi
 
 @task(help=dict(CONFIG_HELP), positional=["key"])
 def config(c, key=None, stack=None, secret=False):
-    """Set one config value of a stack with the project's state backend and passphrase; the value is read
-    from a prompt or stdin, never the command line."""
+    """Set one stack config value (the value from a prompt or stdin, never the command line).
+
+    It uses the project's state backend and passphrase, as `invoke up` does."""
     if key in ("-h", "--help"):  # invoke hands a flag to a pending positional argument
         print("Usage: invoke config --stack NAME KEY [--secret]   (the value: prompt or stdin)\n\n"
               + " ".join((config.__doc__ or "").split()) + "\n\nOptions:\n"

@@ -72,7 +72,7 @@ def test_plaintext_secret_is_refused_and_not_echoed():
     with pytest.raises(SpecError) as exc:
         spec(api_key="sk-plaintext-123")
     assert "sk-plaintext-123" not in str(exc.value)
-    assert "pulumi config set --secret gptoss-stacks:api_key" in str(exc.value)
+    assert "invoke config --stack t api_key --secret" in str(exc.value)  # the README's way: no secret on argv
 
 
 def test_secure_secret_is_recorded_without_value():

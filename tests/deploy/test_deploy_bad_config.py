@@ -18,7 +18,7 @@ CASES = [
     ("unknown-section-key", "local", {"docker": {"host": "unix:///var/run/docker.sock", "publish_adress": "0.0.0.0"}},
      None, "docker.publish_adress", ["did you mean 'publish_address'"]),
     ("impossible-fit-120b-on-l40s", "l40s-sglang-20b", {"model": "openai/gpt-oss-120b"}, None, "model", ["L40S"]),
-    ("missing-registry-password", "h100-vllm", {}, NO_REGISTRY_PASSWORD, "registry_password", ["pulumi config set --secret"]),
+    ("missing-registry-password", "h100-vllm", {}, NO_REGISTRY_PASSWORD, "registry_password", ["invoke config --stack h100-vllm registry_password --secret"]),
     ("remote-push-without-credentials", "h100-vllm", {"image": {"registry": "ghcr.io/acme"}}, NO_REGISTRY_PASSWORD,
      "image.registry_username", ["needs registry credentials"]),
     ("bad-tensor-parallel", "h100x2-sglang", {"tensor_parallel": "3"}, None, "tensor_parallel", ["divide"]),

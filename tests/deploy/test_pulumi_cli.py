@@ -141,7 +141,8 @@ def test_missing_cli_says_how_to_install_and_exits_non_zero(world):
         world.run("up")
     assert info.value.code == 127
     message = info.value.message
-    assert "curl -fsSL https://get.pulumi.com | sh" in message and "brew install pulumi/tap/pulumi" in message
+    assert "bash scripts/bootstrap.sh --with-pulumi" in message and "brew install pulumi/tap/pulumi" in message
+    assert "curl" not in message  # the README's set-up command, not a piped installer
     assert "docker, docker-build, random" in message
 
 

@@ -55,3 +55,13 @@ def test_no_logs_command_is_said(capsys):
     code, out, err = run_task(["wait-ready", "--url", "http://127.0.0.1:9", "--timeout", "0.5", "--interval", "0.1"], capsys)
     assert code == 1 and "no logs command" in err
     assert recent_logs(None) is None
+
+
+def test_a_timeout_is_waited_in_full(capsys):
+    """--timeout 4 --interval 2 stopped at 2.3 s ('not ready after 2.0s', then 'not ready within 4s')."""
+    t0 = time.monotonic()
+    res = wait_ready(resolve_target(url="http://127.0.0.1:9"), timeout=2.0, interval=1.5)
+    assert not res.ready and 2.0 <= res.seconds < 2.0 + 5 and time.monotonic() - t0 >= 2.0
+    assert "Connection refused" in res.last  # the last real answer, not the deadline cutting the final poll
+    code, out, err = run_task(["wait-ready", "--url", "http://127.0.0.1:9", "--timeout", "2", "--interval", "1.5"], capsys)
+    assert code == 1 and "not ready after 2." in err and "not ready within 2s" in err

@@ -92,10 +92,10 @@ def test_missing_pulumi_says_how_to_install(monkeypatch, tmp_path, capsys):
     monkeypatch.setenv("HOME", str(tmp_path))
     with pytest.raises(TargetError) as exc:
         resolve_target(stack="prod")
-    assert exc.value.code == 127 and "get.pulumi.com" in str(exc.value)
+    assert exc.value.code == 127 and "bash scripts/bootstrap.sh --with-pulumi" in str(exc.value)
     code, out, err = run_task(["smoke-test", "--stack", "prod"], capsys)
     assert code == 127
-    assert "pulumi" in err and "get.pulumi.com" in err
+    assert "pulumi" in err and "bash scripts/bootstrap.sh --with-pulumi" in err
 
 
 def test_stack_outputs_never_print_the_key(fake_pulumi, capsys):
@@ -109,3 +109,17 @@ def test_stack_outputs_never_print_the_key(fake_pulumi, capsys):
 def test_unknown_check_name_is_a_usage_error(capsys):
     code, out, err = run_task(["smoke-test", "--url", "http://127.0.0.1:9", "--only", "nonsense"], capsys)
     assert code == 2 and "nonsense" in err
+
+
+def test_smoke_test_against_nothing_stops_after_health_with_one_line(tmp_path, capsys):
+    """It ran every check and printed 'Connection refused' nine times."""
+    import json
+
+    report = tmp_path / "smoke.json"
+    code, out, err = run_task(["smoke-test", "--url", "http://127.0.0.1:9/v1", "--model", "m", "--json", str(report)], capsys)
+    assert code == 1
+    data = json.loads(report.read_text())
+    assert [c["name"] for c in data["checks"]] == ["health"] and "no server answers" in data["stopped"]
+    final = [line for line in err.splitlines() if "stopped after health" in line]
+    assert len(final) == 1 and "http://127.0.0.1:9/health" in final[0] and "Connection refused" in final[0]
+    assert (out + err).count("Connection refused") == 2  # the table's health row and that one line
