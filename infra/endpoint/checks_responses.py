@@ -70,7 +70,7 @@ def server_version(ctx: Context) -> tuple[str | None, str | None]:
             continue
         r = ctx.client.root_get(path)
         if r.ok and isinstance(r.body.get("version"), str):
-            backend, version = backend or name, r.body["version"][:40]
+            backend, version = backend or name, printable(r.body["version"][:40])
             break
     ctx.memo["server"] = (backend, version)
     return backend, version
