@@ -6,6 +6,7 @@
 - :mod:`infra.endpoint.sse`      server-sent-events parsing and chat-stream assembly
 - :mod:`infra.endpoint.harmony`  detection of harmony-format leaks into API fields
 - :mod:`infra.endpoint.checks`   the named smoke-test checks and their runner
+- :mod:`infra.endpoint.checks_responses` the Responses API, structured output and answer checks
 - :mod:`infra.endpoint.ready`    ``wait-ready`` polling
 - :mod:`infra.endpoint.bench`    the async streaming benchmark client
 - :mod:`infra.endpoint.report`   rich tables and the matplotlib plot

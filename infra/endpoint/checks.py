@@ -6,7 +6,9 @@ records every content, reasoning, tool name and argument string seen, so the fin
 
 Check names (stable, used in the JSON report and by ``--only``):
 health, models, chat, reasoning, stream, tool_call, tool_call_stream, tool_choice_required,
-tool_loop, auth, concurrency, no_harmony_leak.
+tool_loop, responses, responses_stream, responses_tool_call, responses_tool_loop, structured_output,
+answer, auth, concurrency, no_harmony_leak (the Responses API, structured output and answer checks
+are in :mod:`infra.endpoint.checks_responses`).
 """
 
 from __future__ import annotations
@@ -117,6 +119,7 @@ class Context:
     model: str | None = None
     seen: list[tuple[str, str]] = field(default_factory=list)  # (where, text)
     chat_reply: Reply | None = None
+    memo: dict[str, Any] = field(default_factory=dict)  # what one check leaves for another (server version...)
 
     def record(self, where: str, text: Any) -> None:
         if isinstance(text, str) and text:
@@ -498,6 +501,18 @@ def check_no_harmony_leak(ctx: Context) -> tuple[str, dict]:
     return f"{len(ctx.seen)} fields clean", {"fields": len(ctx.seen)}
 
 
+def _in_responses_module(name: str) -> Callable[[Context], tuple[str, dict]]:
+    """``check_<name>`` of :mod:`infra.endpoint.checks_responses`, imported when it runs (that module
+    builds on the helpers above, so it cannot be imported while this one loads)."""
+    def run(ctx: Context) -> tuple[str, dict]:
+        from infra.endpoint import checks_responses
+
+        return getattr(checks_responses, f"check_{name}")(ctx)
+    return run
+
+
+RESPONSES_CHECKS = ("responses", "responses_stream", "responses_tool_call", "responses_tool_loop",
+                    "structured_output", "answer")
 CHECKS: list[tuple[str, Callable[[Context], tuple[str, dict]]]] = [
     ("health", check_health),
     ("models", check_models),
@@ -508,6 +523,7 @@ CHECKS: list[tuple[str, Callable[[Context], tuple[str, dict]]]] = [
     ("tool_call_stream", check_tool_call_stream),
     ("tool_choice_required", check_tool_choice_required),
     ("tool_loop", check_tool_loop),
+    *((name, _in_responses_module(name)) for name in RESPONSES_CHECKS),
     ("auth", check_auth),
     ("concurrency", check_concurrency),
     ("no_harmony_leak", check_no_harmony_leak),

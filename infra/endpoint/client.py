@@ -20,7 +20,7 @@ import httpx
 
 from infra.endpoint.deadline import Deadline, http_client, scope
 from infra.endpoint.safetext import printable
-from infra.endpoint.sse import SSEDecoder, StreamResult, consume, finish
+from infra.endpoint.sse import MAX_STREAM_CHARS, SSEDecoder, SSEEvent, StreamResult, consume, finish
 from infra.endpoint.target import Target
 
 MAX_REPLY_BYTES = 16 << 20   # a non-streamed reply; a chat completion is a few KB
@@ -96,6 +96,16 @@ def model_ids(reply: Reply, what: str = "GET /v1/models") -> list[str]:
     return ids
 
 
+def _error_head(resp: httpx.Response) -> str:
+    """One line for a stream request the server refused: its status and the start of its body."""
+    head = b""
+    for piece in resp.iter_bytes():
+        head += piece
+        if len(head) > 4096:
+            break
+    return f"HTTP {resp.status_code}: {printable(head.decode('utf-8', 'replace'))}"
+
+
 class EndpointClient:
     def __init__(self, target: Target, timeout: float = 60.0, transport: httpx.BaseTransport | None = None,
                  deadline: Deadline | None = None):
@@ -154,7 +164,11 @@ class EndpointClient:
 
     def version(self) -> Reply:
         """vLLM's GET /version (beside /v1): {"version": "0.32.0+cpu"}."""
-        return self._send("GET", self._root("/version"), headers=self.target.headers())
+        return self.root_get("/version")
+
+    def root_get(self, path: str) -> Reply:
+        """GET a route beside /v1 (vLLM's /version, SGLang's /server_info)."""
+        return self._send("GET", self._root(path), headers=self.target.headers())
 
     def probe(self, method: str, path: str, body: dict[str, Any] | None = None, *, with_key: bool = False) -> Reply:
         """One request to a route beside /v1 (or under it, path starting with /v1), by default without
@@ -171,6 +185,36 @@ class EndpointClient:
         body = {**body, "stream": False}
         return self._send("POST", self._url("/chat/completions"), json=body, headers=headers)
 
+    def responses(self, body: dict[str, Any]) -> Reply:
+        """POST /v1/responses (the Responses API), not streamed."""
+        return self._send("POST", self._url("/responses"), json={**body, "stream": False},
+                          headers=self.target.headers())
+
+    def responses_stream(self, body: dict[str, Any]) -> tuple[int, list[SSEEvent], str, list[str]]:
+        """POST /v1/responses streamed: (status, the SSE events, content-type, errors). The events are
+        returned undecoded (the checks judge each one); a non-200 reply leaves its text in ``errors``;
+        reading stops after MAX_STREAM_CHARS."""
+        with self._scope():
+            return retry_stale(lambda: self._responses_stream(body))
+
+    def _responses_stream(self, body: dict[str, Any]) -> tuple[int, list[SSEEvent], str, list[str]]:
+        headers = {**self.target.headers(), "Accept": "text/event-stream"}
+        events: list[SSEEvent] = []
+        with self._http.stream("POST", self._url("/responses"), json={**body, "stream": True}, headers=headers) as resp:
+            ctype = resp.headers.get("content-type", "")
+            if resp.status_code != 200:
+                return resp.status_code, events, ctype, [_error_head(resp)]
+            dec, chars = SSEDecoder(), 0
+            for text in resp.iter_text():
+                events.extend(dec.feed(text))
+                chars += len(text)
+                if chars > MAX_STREAM_CHARS:
+                    dec.errors.append(f"the stream went on past {MAX_STREAM_CHARS} characters; stopped reading")
+                    break
+            else:
+                events.extend(dec.flush())
+            return resp.status_code, events, ctype, dec.errors
+
     def chat_stream(self, body: dict[str, Any]) -> tuple[int, StreamResult, str]:
         """(status, assembled stream, content-type). A non-200 reply leaves the error text in
         ``result.errors``."""
@@ -184,12 +228,7 @@ class EndpointClient:
         with self._http.stream("POST", self._url("/chat/completions"), json=body, headers=headers) as resp:
             ctype = resp.headers.get("content-type", "")
             if resp.status_code != 200:
-                head = b""
-                for piece in resp.iter_bytes():
-                    head += piece
-                    if len(head) > 4096:
-                        break
-                result.errors.append(f"HTTP {resp.status_code}: {printable(head.decode('utf-8', 'replace'))}")
+                result.errors.append(_error_head(resp))
                 return resp.status_code, result, ctype
             dec = SSEDecoder()
             for text in resp.iter_text():

@@ -35,6 +35,53 @@ def smoke_table(report: SmokeReport) -> Table:
     return table
 
 
+# The report's view of the checks by what they prove, each with the API it speaks, so that a Chat
+# Completions check and its Responses counterpart sit side by side: (feature, [(check, API)]).
+API_VIEW: list[tuple[str, list[tuple[str, str]]]] = [
+    ("endpoint", [("health", "GET /health"), ("models", "GET /v1/models"), ("auth", "chat")]),
+    ("text", [("chat", "chat"), ("reasoning", "chat"), ("responses", "responses")]),
+    ("stream", [("stream", "chat"), ("responses_stream", "responses")]),
+    ("tool call", [("tool_call", "chat"), ("tool_call_stream", "chat"), ("tool_choice_required", "chat"),
+                   ("responses_tool_call", "responses")]),
+    ("tool loop", [("tool_loop", "chat"), ("responses_tool_loop", "responses")]),
+    ("structured output", [("structured_output", "chat"), ("structured_output", "responses")]),
+    ("answer", [("answer", "chat"), ("answer", "responses")]),
+    ("load", [("concurrency", "chat")]),
+    ("harmony", [("no_harmony_leak", "every field seen")]),
+]
+
+
+def api_table(report: SmokeReport) -> Table:
+    """``smoke-test --report``: check, API, result, time, the two APIs side by side per feature. A check
+    speaking both APIs (structured_output, answer) has one row per API when it says how each went, else
+    (it failed before) one row for both."""
+    table = Table(title="smoke test by API: Chat Completions (chat) and Responses (responses)")
+    for col in ("feature", "check", "API", "result", "s"):
+        table.add_column(col, justify="right" if col == "s" else "left", style="bold" if col == "check" else None)
+    by, listed = report.by_name(), set()
+    for feature, rows in API_VIEW:
+        label = feature
+        for name, api in rows:
+            c = by.get(name)
+            if c is None or (name, "*") in listed:
+                continue
+            per_api = (c.data.get("apis") or {}).get(api)
+            if per_api:
+                status, secs = per_api["status"], per_api["seconds"]
+            else:
+                status, secs = c.status, c.seconds
+                if sum(n == name for n, _ in rows) > 1:
+                    api = "chat+responses"
+                    listed.add((name, "*"))
+            listed.add(name)
+            table.add_row(label, name, api, _STYLE.get(status, status), f"{secs:.2f}")
+            label = ""
+    for c in report.checks:
+        if c.name not in listed:
+            table.add_row("", c.name, "?", _STYLE.get(c.status, c.status), f"{c.seconds:.2f}")
+    return table
+
+
 def _f(x: float | None, fmt: str = "{:.1f}") -> str:
     return "-" if x is None else fmt.format(x)
 

@@ -83,15 +83,17 @@ def _console(stderr: bool = False):
             "timeout": "seconds per request, start to last byte (default 120)",
             "deadline": "seconds for the whole smoke test; checks not started by then fail (default 600)",
             "only": "comma-separated check names to run (default: all): " + ", ".join(_check_names()),
+            "report": "also print the checks by API: Chat Completions and Responses side by side (check, API, "
+                      "result, time)",
             "max_model_len": "context (tokens) /v1/models must offer at least (default: the stack's planned "
                              "max_model_len with --stack; not checked with --url)"})
 def smoke_test(c, stack=None, url=None, api_key_env=None, model=None, json=None, turns=None, concurrency=None,
-               max_tokens=None, timeout=None, deadline=None, only=None, max_model_len=None):
+               max_tokens=None, timeout=None, deadline=None, only=None, max_model_len=None, report=False):
     """Run the named endpoint checks; a table for people, --json for machines; non-zero on any failure."""
     from rich.text import Text
 
     from infra.endpoint.checks import SmokeConfig, run_checks
-    from infra.endpoint.report import smoke_table
+    from infra.endpoint.report import api_table, smoke_table
     from infra.endpoint.safetext import plain
     from infra.endpoint.target import TargetError, parse_max_model_len
 
@@ -115,23 +117,25 @@ def smoke_test(c, stack=None, url=None, api_key_env=None, model=None, json=None,
         with err.status(Text.assemble("smoke test against ", where, " ...")) as status:
             def progress(res):
                 mark = {"pass": "[green]pass[/]", "fail": "[red]FAIL[/]"}.get(res.status, "[yellow]skip[/]")
-                err.print(f"  {res.name:<17} {mark}  {res.seconds:.2f}s", highlight=False)
+                err.print(f"  {res.name:<20} {mark}  {res.seconds:.2f}s", highlight=False)
                 status.update(Text.assemble("smoke test against ", where, f": {res.name} done"))
 
-            report = run_checks(target, cfg, on_result=progress)
+            result = run_checks(target, cfg, on_result=progress)
     except ValueError as exc:  # an unknown --only name
         raise Exit(str(exc), code=2) from None
-    out.print(smoke_table(report))
+    out.print(smoke_table(result))
+    if report:
+        out.print(api_table(result))
     if json:
         path = Path(json)
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(_json.dumps(report.to_json(), indent=2))
+        path.write_text(_json.dumps(result.to_json(), indent=2))
         err.print(f"JSON report: {path}")
-    if report.stopped:
-        raise Exit(f"smoke test stopped after health: {report.stopped}; start the server (or the tunnel) "
+    if result.stopped:
+        raise Exit(f"smoke test stopped after health: {result.stopped}; start the server (or the tunnel) "
                    "or fix the URL; `invoke wait-ready --url URL` waits for one", code=1)
-    if not report.passed:
-        failed = [r.name for r in report.checks if r.status == "fail"]
+    if not result.passed:
+        failed = [r.name for r in result.checks if r.status == "fail"]
         raise Exit(f"smoke test failed: {', '.join(failed)}", code=1)
 
 

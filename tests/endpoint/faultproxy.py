@@ -24,11 +24,61 @@ FAULTS = {
     "no_reasoning": "reasoning / reasoning_content removed from replies",
     "no_auth": "requests without a key are let through (the proxy adds the key)",
     "wrong_model": "/v1/models lists another model id",
+    # the Responses API, structured output and answers (issue 25)
+    "no_responses_route": "a router or proxy that does not forward /v1/responses (404, as a route it lacks)",
+    "responses_no_completed": "Responses streams end without their response.completed event",
+    "reasoning_in_output_text": "Responses messages carry the reasoning text in front of their output_text",
+    "bad_function_args": "Responses function_call arguments break the tool's schema ('city' renamed 'town')",
+    "schema_break": "structured-output JSON gets a property the schema forbids",
+    "wrong_answer": "every answer is wrong: digits shifted by one, letters lower-cased",
 }
+_SHIFT = str.maketrans("0123456789", "1234567890")
 
 
-def _mutate_message(fault: str, msg: dict[str, Any], choice: dict[str, Any]) -> None:
-    if fault == "harmony_in_content" and msg.get("content"):
+def _wrong(text: str) -> str:
+    return text.translate(_SHIFT).lower()
+
+
+def _break_schema(text: str) -> str:
+    try:
+        obj = json.loads(text)
+    except ValueError:
+        return text
+    if isinstance(obj, dict):
+        obj["not_in_schema"] = True
+    return json.dumps(obj)
+
+
+def _wants_json(body: dict[str, Any] | None) -> bool:
+    body = body or {}
+    fmt = ((body.get("text") or {}).get("format") or {}) if isinstance(body.get("text"), dict) else {}
+    return (body.get("response_format") or {}).get("type") == "json_schema" or fmt.get("type") == "json_schema"
+
+
+def _mutate_response(fault: str, obj: dict[str, Any], body: dict[str, Any] | None) -> None:
+    """A /v1/responses reply (a Response object), changed in place."""
+    items = [i for i in obj.get("output") or [] if isinstance(i, dict)]
+    reasoning = "".join(p.get("text") or "" for i in items if i.get("type") == "reasoning" for p in i.get("content") or [])
+    for item in items:
+        if item.get("type") == "function_call" and fault == "bad_function_args":
+            item["arguments"] = item.get("arguments", "").replace('"city"', '"town"')
+        for part in item.get("content") or [] if item.get("type") == "message" else []:
+            if part.get("type") != "output_text":
+                continue
+            if fault == "reasoning_in_output_text":
+                part["text"] = reasoning + part["text"]
+            elif fault == "schema_break" and _wants_json(body):
+                part["text"] = _break_schema(part["text"])
+            elif fault == "wrong_answer":
+                part["text"] = _wrong(part["text"])
+
+
+def _mutate_message(fault: str, msg: dict[str, Any], choice: dict[str, Any], body: dict[str, Any] | None) -> None:
+    if fault == "schema_break" and _wants_json(body) and msg.get("content"):
+        msg["content"] = _break_schema(msg["content"])
+    elif fault == "wrong_answer" and msg.get("content"):
+        msg["content"] = _wrong(msg["content"])
+    elif fault == "harmony_in_content" and msg.get("content"):
         msg["content"] = "<|channel|>final<|message|>" + msg["content"]
     elif fault == "tool_name_channel":
         for tc in msg.get("tool_calls") or []:
@@ -106,6 +156,14 @@ class FaultProxy:
             headers["Content-Type"] = "application/json"
         stream = bool(body and body.get("stream"))
         has_tools = bool(body and body.get("tools"))
+        if self.fault == "no_responses_route" and h.path.startswith("/v1/responses"):
+            data = b'{"detail":"Not Found"}'
+            h.send_response(404)
+            h.send_header("Content-Type", "application/json")
+            h.send_header("Content-Length", str(len(data)))
+            h.end_headers()
+            h.wfile.write(data)
+            return
         req = self._http.build_request(h.command, self.upstream + h.path, headers=headers, content=raw)
         resp = self._http.send(req, stream=True)
         try:
@@ -121,7 +179,9 @@ class FaultProxy:
                         m["id"] = "someone/another-model"
                 for choice in obj.get("choices") or []:
                     if isinstance(choice.get("message"), dict) and self.fault:
-                        _mutate_message(self.fault, choice["message"], choice)
+                        _mutate_message(self.fault, choice["message"], choice, body)
+                if obj.get("object") == "response" and self.fault:
+                    _mutate_response(self.fault, obj, body)
                 data = json.dumps(obj).encode()
             h.send_response(resp.status_code)
             h.send_header("Content-Type", ctype or "application/octet-stream")
@@ -152,6 +212,8 @@ class FaultProxy:
         h.close_connection = True
 
     def _rewrite_event(self, event: str, has_tools: bool) -> str | None:
+        if self.fault == "responses_no_completed" and "event: response.completed" in event.split("\n", 1)[0]:
+            return None
         if not event.startswith("data:"):
             return event
         payload = event[len("data:"):].strip()

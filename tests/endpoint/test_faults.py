@@ -13,7 +13,8 @@ from .faultproxy import FAULTS, FaultProxy
 pytestmark = pytest.mark.slow
 
 EXPECTED_FAILURES = {
-    "harmony_in_content": {"no_harmony_leak"},
+    # ... and the chat structured-output content is no longer JSON
+    "harmony_in_content": {"no_harmony_leak", "structured_output"},
     # the name is not an offered tool (every non-streamed tool call) and it holds a harmony token
     "tool_name_channel": {"tool_call", "tool_choice_required", "tool_loop", "no_harmony_leak"},
     # arguments in content and no tool_calls (finish_reason stop): the tool checks that do not stream
@@ -23,6 +24,25 @@ EXPECTED_FAILURES = {
     "no_reasoning": {"reasoning"},
     "no_auth": {"auth"},
     "wrong_model": {"models"},
+    # every check that sends a Responses request (structured_output and answer send one of two)
+    "no_responses_route": {"responses", "responses_stream", "responses_tool_call", "responses_tool_loop",
+                           "structured_output", "answer"},
+    "responses_no_completed": {"responses_stream"},
+    # every non-streamed Responses message: the reasoning item's text is found inside its output_text
+    "reasoning_in_output_text": {"responses", "responses_tool_loop", "structured_output", "answer"},
+    "bad_function_args": {"responses_tool_call", "responses_tool_loop"},
+    "schema_break": {"structured_output"},
+    # the arithmetic and the string are wrong, and so is the temperature repeated from the tool result
+    "wrong_answer": {"answer", "responses_tool_loop"},
+}
+# the one-line reason each new fault fails its check with (issue 25: each fails "with a named reason")
+REASONS = {
+    "no_responses_route": ("responses", "does not serve /v1/responses"),
+    "responses_no_completed": ("responses_stream", "the stream ended without response.completed"),
+    "reasoning_in_output_text": ("responses", "the output_text holds the reasoning text"),
+    "bad_function_args": ("responses_tool_call", "arguments do not match the schema"),
+    "schema_break": ("structured_output", "the JSON does not match the schema"),
+    "wrong_answer": ("answer", "the answer says"),
 }
 
 
@@ -50,3 +70,6 @@ def test_fault_fails_exactly_the_named_checks(keyed_server, fault):
     assert failed == EXPECTED_FAILURES[fault], {c.name: c.detail for c in report.checks if c.status == "fail"}
     assert all(s == "pass" for n, s in st.items() if n not in failed), st
     assert not report.passed
+    if fault in REASONS:
+        check, reason = REASONS[fault]
+        assert reason in report.by_name()[check].detail

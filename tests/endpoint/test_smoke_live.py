@@ -29,6 +29,23 @@ def test_clean_run_without_key(open_server):
     assert by["tool_loop"].data["rounds"] == 1
     assert by["tool_call"].data["calls"] == {"auto": ["get_weather"]}
     assert by["models"].data["max_model_len"] == 32768  # the local stack's
+    # the Responses API, structured output and answers (issue 25), with vLLM 0.32's expectations
+    assert by["responses"].data["items"] == ["reasoning", "message"]
+    assert "usage 7" in by["responses"].detail and by["responses"].data["server"].startswith("vllm 0.32")
+    assert "reasoning deltas" in by["responses_stream"].detail
+    assert {api: v["status"] for api, v in by["structured_output"].data["apis"].items()} == {
+        "chat": "pass", "responses": "pass"}  # vLLM 0.32 honours text.format (SGLang 0.5.23 refuses it)
+    assert set(by["answer"].data["apis"]) == {"chat", "responses"}
+
+
+def test_a_responses_reply_cut_by_max_tokens_is_named(open_server):
+    """vLLM 0.32 says status 'incomplete' (reason max_output_tokens) in the reply and in the stream's final
+    response.completed; 0.33 ends that stream with response.incomplete instead."""
+    report = run_checks(resolve_target(url=open_server.url, model=open_server.alias),
+                        SmokeConfig(only=("responses", "responses_stream"), max_tokens=20))
+    by = report.by_name()
+    assert "used all 20 max_output_tokens and was cut short (status 'incomplete')" in by["responses"].detail
+    assert "status is 'incomplete'" in by["responses_stream"].detail and "max_output_tokens" in by["responses_stream"].detail
 
 
 def test_without_model_the_first_listed_is_used(open_server):
@@ -41,13 +58,18 @@ def test_invoke_smoke_test_with_api_key_env(keyed_server, api_key_env, tmp_path,
     report_path = tmp_path / "smoke.json"
     code, out, err = run_task(["smoke-test", "--url", keyed_server.url, "--api-key-env", api_key_env,
                                "--model", keyed_server.alias, "--json", str(report_path), "--turns", "3",
-                               "--only", ",".join(CHECK_NAMES)], capsys)
+                               "--only", ",".join(CHECK_NAMES), "--report"], capsys)
     assert code == 0, out + err
     data = json.loads(report_path.read_text())
     assert data["passed"] is True and data["summary"] == {"pass": len(CHECK_NAMES), "fail": 0, "skip": 0}
     assert {c["name"]: c["status"] for c in data["checks"]}["auth"] == "pass"
     for check in CHECK_NAMES:
         assert check in out  # the table lists every check
+    # --report: the two APIs side by side, one row per check and API
+    rows = [[c.strip() for c in line.split("│")[1:-1]] for line in out.splitlines() if line.count("│") == 6]
+    assert ["tool loop", "tool_loop", "chat", "pass"] in [r[:4] for r in rows]
+    assert ["", "responses_tool_loop", "responses", "pass"] in [r[:4] for r in rows]
+    assert ["", "structured_output", "responses", "pass"] in [r[:4] for r in rows]
     assert TEST_API_KEY not in out + err + report_path.read_text()
 
 

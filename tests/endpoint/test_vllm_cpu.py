@@ -2,7 +2,9 @@
 
 Seen on vLLM 0.32: without `--tool-call-parser`/`--enable-auto-tool-choice` the tool call is silently
 dropped (content null, finish_reason 'stop'; with 'required', finish_reason 'tool_calls' and no
-tool_calls); a server started with a context below the stack's max_model_len serves fine until a
+tool_calls), while the Responses API, which parses harmony itself, still returns the function_call; without
+`--reasoning-parser` nothing changes (vLLM 0.32 sets `openai_gptoss` for a gpt-oss model itself:
+vllm/model_executor/models/config.py, verify_and_update_config); a server started with a context below the stack's max_model_len serves fine until a
 long request comes; a wrong served model name gives 404s; a server not given the key answers 200."""
 
 import pytest
@@ -22,12 +24,12 @@ def _target(url: str, model: str, api_key: str | None = None) -> Target:
 
 @pytest.fixture(scope="module")
 def misconfigured_server(request, tmp_path_factory):
-    """The local plan, but the user's config lost the tool parser lines, and --max-model-len 4096."""
+    """The local plan, but the user's config lost the tool and reasoning parser lines, and --max-model-len 4096."""
     from tests.vllm_cpu.server import make_server
 
     srv = start_visibly(request, lambda: make_server(
         tmp_path_factory.mktemp("vllm-misconfigured"), max_model_len=4096,
-        drop_config=("tool-call-parser", "enable-auto-tool-choice")))
+        drop_config=("tool-call-parser", "enable-auto-tool-choice", "reasoning-parser")))
     yield srv
     srv.stop()
 
@@ -43,6 +45,10 @@ def test_no_tool_parser_and_short_context_fail_their_checks(misconfigured_server
     assert "finish_reason is 'tool_calls' but the reply has no tool_calls" in detail["tool_choice_required"]
     assert "no tool_calls" in detail["tool_call"]
     assert st["chat"] == st["stream"] == st["reasoning"] == "pass"
+    # the Responses API does not go through the tool or reasoning parser flags (issue 25)
+    assert {st[n] for n in ("responses", "responses_stream", "responses_tool_call", "responses_tool_loop",
+                            "structured_output", "answer")} == {"pass"}, detail
+    assert "reasoning_parser='openai_gptoss'" in srv.log_path.read_text(errors="replace")
 
 
 def test_a_stack_deployed_with_a_shorter_context_fails_models(misconfigured_server, fake_pulumi, capsys):

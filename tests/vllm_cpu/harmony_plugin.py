@@ -6,7 +6,10 @@ From the prompt vLLM rendered with harmony (the plugin sees its token ids):
   a reasoning message, then a call of the first offered tool with arguments built from the tool's
   rendered schema (required fields only: an enum's first value, a string's ``e.g.`` example, ...);
 - a tool result in the conversation (``<|start|>functions.``): reasoning, then a final answer;
-- otherwise: reasoning, then a short final answer.
+- otherwise: reasoning, then a short final answer; a question with one checkable answer (arithmetic, a
+  string transformation, a tool result to report) gets the right one (answers.py);
+- a structured-output request (its JSON schema is in the request's structural tag): reasoning, then a
+  final message ``<|channel|>final <|constrain|>json`` holding JSON valid for the schema (answers.py).
 With ``ignore_eos`` (benchmarks) the final answer never ends: filler words up to max_tokens.
 
 Each step forces one token of a plan (every other logit -inf). Like a real model under a grammar, the
@@ -28,6 +31,7 @@ import json
 import os
 import re
 
+import answers
 import torch
 from vllm.v1.sample.logits_processor import BatchUpdate, LogitsProcessor, MoveDirectionality
 
@@ -79,9 +83,10 @@ def tool_call_from_prompt(text: str) -> tuple[str, dict] | None:
     return m.group(1), args
 
 
-def plan_texts(prompt: str, ignore_eos: bool) -> tuple[list[str], bool]:
+def plan_texts(prompt: str, ignore_eos: bool, schema: dict | None = None) -> tuple[list[str], bool]:
     """(harmony texts to emit after the prompt's ``<|start|>assistant``, most preferred first;
-    endless filler after the first one)."""
+    endless filler after the first one). ``schema``: the JSON schema a structured-output request
+    constrains the final message to (vllm/parser/harmony.py begins it ``<|channel|>final <|constrain|>json``)."""
     tail = prompt[prompt.rfind("<|start|>user"):]
     call = tool_call_from_prompt(prompt)
     if ignore_eos:
@@ -90,8 +95,12 @@ def plan_texts(prompt: str, ignore_eos: bool) -> tuple[list[str], bool]:
         name, args = call
         reply = f"<|channel|>commentary to=functions.{name} <|constrain|>json<|message|>{json.dumps(args)}<|call|>"
         reasoning = REASONING_TOOL
+    elif schema is not None:
+        value = answers.value_for(schema, answers.last_user_text(prompt))
+        reply = f"<|channel|>final <|constrain|>json<|message|>{json.dumps(value)}<|return|>"
+        reasoning = REASONING
     else:
-        answer = ANSWER_AFTER_TOOL if "<|start|>functions." in prompt else ANSWER
+        answer = answers.final_answer(prompt) or (ANSWER_AFTER_TOOL if "<|start|>functions." in prompt else ANSWER)
         reply = f"<|channel|>final<|message|>{answer}<|return|>"
         reasoning = REASONING
     return [f"<|channel|>analysis<|message|>{reasoning}<|end|><|start|>assistant{reply}", reply], False
@@ -130,7 +139,9 @@ class HarmonyScript(LogitsProcessor):
 
     def _plan(self, prompt_ids, params) -> tuple[list[list[int]], bool]:
         prompt = self.tok.decode(prompt_ids or [], skip_special_tokens=False)
-        texts, endless = plan_texts(prompt, bool(params.ignore_eos))
+        structured = getattr(params, "structured_outputs", None)
+        schema = answers.schema_from_structural_tag(getattr(structured, "structural_tag", None))
+        texts, endless = plan_texts(prompt, bool(params.ignore_eos), schema)
         return [self.tok.encode(t, add_special_tokens=False) for t in texts], endless
 
     def update_state(self, batch_update: BatchUpdate | None) -> None:
