@@ -20,7 +20,7 @@ import httpx
 
 from infra.endpoint.deadline import Deadline, http_client, scope
 from infra.endpoint.safetext import printable
-from infra.endpoint.sse import SSEDecoder, StreamResult, consume, finish
+from infra.endpoint.sse import MAX_STREAM_CHARS, SSEDecoder, SSEEvent, StreamResult, consume, finish
 from infra.endpoint.target import Target
 
 MAX_REPLY_BYTES = 16 << 20   # a non-streamed reply; a chat completion is a few KB
@@ -96,6 +96,16 @@ def model_ids(reply: Reply, what: str = "GET /v1/models") -> list[str]:
     return ids
 
 
+def error_head(resp: httpx.Response) -> str:
+    """The first ~4 KB of a failed reply's body, as one printable line."""
+    head = b""
+    for piece in resp.iter_bytes():
+        head += piece
+        if len(head) > 4096:
+            break
+    return printable(head.decode("utf-8", "replace"))
+
+
 class EndpointClient:
     def __init__(self, target: Target, timeout: float = 60.0, transport: httpx.BaseTransport | None = None,
                  deadline: Deadline | None = None):
@@ -159,6 +169,28 @@ class EndpointClient:
         body = {**body, "stream": False}
         return self._send("POST", self._url("/chat/completions"), json=body, headers=headers)
 
+    def post_events(self, path: str, body: dict[str, Any], on_event: Callable[[SSEEvent], None]) -> tuple[int, str]:
+        """POST ``body`` (``stream: true``) to ``path`` under /v1 and hand each SSE event to ``on_event``,
+        reading at most MAX_STREAM_CHARS. (status, the head of the reply's text when not 200, else "")."""
+        def once() -> tuple[int, str]:
+            headers = {**self.target.headers(), "Accept": "text/event-stream"}
+            with self._http.stream("POST", self._url(path), json={**body, "stream": True}, headers=headers) as resp:
+                if resp.status_code != 200:
+                    return resp.status_code, error_head(resp)
+                dec, read = SSEDecoder(), 0
+                for text in resp.iter_text():
+                    read += len(text)
+                    if read > MAX_STREAM_CHARS:
+                        raise BadReply(f"POST {path}: the stream went on past {MAX_STREAM_CHARS} characters")
+                    for ev in dec.feed(text):
+                        on_event(ev)
+                for ev in dec.flush():
+                    on_event(ev)
+                return resp.status_code, ""
+
+        with self._scope():
+            return retry_stale(once)
+
     def chat_stream(self, body: dict[str, Any]) -> tuple[int, StreamResult, str]:
         """(status, assembled stream, content-type). A non-200 reply leaves the error text in
         ``result.errors``."""
@@ -172,12 +204,7 @@ class EndpointClient:
         with self._http.stream("POST", self._url("/chat/completions"), json=body, headers=headers) as resp:
             ctype = resp.headers.get("content-type", "")
             if resp.status_code != 200:
-                head = b""
-                for piece in resp.iter_bytes():
-                    head += piece
-                    if len(head) > 4096:
-                        break
-                result.errors.append(f"HTTP {resp.status_code}: {printable(head.decode('utf-8', 'replace'))}")
+                result.errors.append(f"HTTP {resp.status_code}: {error_head(resp)}")
                 return resp.status_code, result, ctype
             dec = SSEDecoder()
             for text in resp.iter_text():
