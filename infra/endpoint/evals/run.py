@@ -223,6 +223,8 @@ def run_eval(target: Target, cfg: EvalConfig, examples: list[Example], dataset: 
     items = grading.plan_items(len(examples), cfg.examples, cfg.repeats)
     results: list[ItemResult | None] = [None] * len(items)
     lock = threading.Lock()
+    logs = console is not None and not console.is_terminal
+    step = max(1, len(items) // 10)
     t0 = time.time()
     with EndpointClient(target, timeout=min(PROBE_TIMEOUT_S, cfg.request_timeout), deadline=run_deadline) as probe:
         model = target.model or model_ids(probe.models())[0]
@@ -251,6 +253,9 @@ def run_eval(target: Target, cfg: EvalConfig, examples: list[Example], dataset: 
                 done = [r for r in results if r is not None]
                 right = sum(r.right for r in done)
                 progress.update(task_id, advance=1, right=right)
+                if logs and (len(done) % step == 0 or len(done) == len(items)):  # a log has no live bar
+                    progress.console.print(f"  {len(done)}/{len(items)} answered, {right} right, "
+                                           f"{sum(1 for r in done if r.error)} failed", highlight=False)
             if on_item is not None:
                 on_item(res)
 
