@@ -103,7 +103,7 @@ def error_head(resp: httpx.Response) -> str:
         head += piece
         if len(head) > 4096:
             break
-    return printable(head.decode("utf-8", "replace"))
+    return printable(head.decode("utf-8", "replace").strip())
 
 
 class EndpointClient:

@@ -4,6 +4,7 @@ the interval and the gate, dataset validation, and the download path against a r
 from __future__ import annotations
 
 import hashlib
+import json
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -242,7 +243,6 @@ def test_the_run_deadline_ends_a_stuck_run(capsys, tmp_path):
                                     "--deadline", "3")
     assert code == 1 and took < 8, err
     assert "eval run took longer than its 3s deadline" in err.strip().splitlines()[-1]
-    import json
     items = json.loads((tmp_path / "r" / "eval.json").read_text())["items"]
     assert len(items) == 3 and all(i["error"] for i in items)
 
@@ -265,7 +265,6 @@ def test_a_model_id_without_a_panel_row_needs_panel(capsys):
 
 
 def test_the_plot_shows_the_latest_earlier_run_of_each_other_effort(tmp_path):
-    import json
 
     from infra.endpoint.evals import run
 
@@ -287,3 +286,64 @@ def test_the_plot_shows_the_latest_earlier_run_of_each_other_effort(tmp_path):
     assert [(e["effort"], e["gate"]["right"]) for e in earlier] == [("medium", 5)]
     png = run.plot_eval(now, tmp_path / "eval.png", earlier)
     assert png.read_bytes()[:4] == b"\x89PNG"
+
+
+class _Responses(ThreadingHTTPServer):
+    """A real HTTP server on 127.0.0.1 answering POST /v1/responses with a fixed SSE body."""
+
+    def __init__(self, events: list[str], status: int = 200):
+        body = "".join(f"event: x\ndata: {e}\n\n" for e in events).encode()
+        outer = self
+        self.posted: list[bytes] = []
+
+        class H(BaseHTTPRequestHandler):
+            def log_message(self, *a):
+                pass
+
+            def do_POST(self):
+                outer.posted.append(self.rfile.read(int(self.headers.get("Content-Length") or 0)))
+                self.send_response(status)
+                self.send_header("Content-Type", "text/event-stream")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+        super().__init__(("127.0.0.1", 0), H)
+        self.daemon_threads = True
+        threading.Thread(target=self.serve_forever, daemon=True).start()
+
+    def __exit__(self, *exc):
+        self.shutdown()
+        self.server_close()
+
+
+_MSG = '{"type": "message", "content": [{"type": "output_text", "text": "**Answer: C**"}]}'
+
+
+@pytest.mark.parametrize("events,status,text,error", [
+    (['{"type": "response.output_text.delta", "delta": "x"}',
+      '{"type": "response.completed", "response": {"status": "completed", "usage": {"output_tokens": 9}, '
+      f'"output": [{{"type": "reasoning", "content": []}}, {_MSG}]}}}}'], 200, "**Answer: C**", None),
+    (['{"type": "response.failed", "response": {"error": {"message": "[/bold] engine died"}}}'], 200, "",
+     "response.failed event: [/bold] engine died"),
+    (['{"type": "response.output_text.delta", "delta": "B"}'], 200, "",
+     "the stream ended without a well-formed response.completed event"),
+    (['{"type": "response.completed", "response": {"output": "nope"}}'], 200, "",
+     "the stream ended without a well-formed response.completed event"),
+    (["{not json"], 200, "", "an event's `data` is not JSON: '{not json'"),
+    (['{"error": {"message": "busy"}}'], 503, "", 'HTTP 503: event: x\\x0adata: {"error": {"message": "busy"}}'),
+])
+def test_responses_streams_are_read_or_refused_in_one_line(events, status, text, error):
+    from infra.endpoint.client import EndpointClient
+    from infra.endpoint.evals import run
+    from infra.endpoint.target import resolve_target
+
+    with _Responses(events, status) as srv:
+        target = resolve_target(url=f"http://127.0.0.1:{srv.server_address[1]}", model="m")
+        with EndpointClient(target, timeout=10) as client:
+            ans = run.ask_responses(client, run._responses_body("m", "Q", run.EvalConfig(effort="medium")))
+        sent = json.loads(srv.posted[0])
+    assert (ans.text, ans.error) == (text, error)
+    assert ans.retryable == (status == 503)
+    assert sent == {"model": "m", "input": [{"role": "user", "content": "Q"}], "reasoning": {"effort": "medium"},
+                    "temperature": 1.0, "stream": True}
