@@ -108,11 +108,11 @@ def error_head(resp: httpx.Response) -> str:
 
 class EndpointClient:
     def __init__(self, target: Target, timeout: float = 60.0, transport: httpx.BaseTransport | None = None,
-                 deadline: Deadline | None = None):
+                 deadline: Deadline | None = None, max_connections: int = 64):
         self.target = target
         self.timeout = timeout
         self.deadline = deadline  # the whole task's; each request also ends within `timeout`
-        self._http = http_client(timeout, transport=transport)
+        self._http = http_client(timeout, transport=transport, max_connections=max_connections)
 
     def close(self) -> None:
         self._http.close()

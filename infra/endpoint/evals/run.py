@@ -229,7 +229,8 @@ def run_eval(target: Target, cfg: EvalConfig, examples: list[Example], dataset: 
     with EndpointClient(target, timeout=min(PROBE_TIMEOUT_S, cfg.request_timeout), deadline=run_deadline) as probe:
         model = target.model or model_ids(probe.models())[0]
         engine = engine_version(probe)
-    with EndpointClient(target, timeout=cfg.request_timeout, deadline=run_deadline) as client:
+    with EndpointClient(target, timeout=cfg.request_timeout, deadline=run_deadline,
+                        max_connections=max(1, cfg.concurrency)) as client:  # one per request in flight
 
         def one(i: int, progress: Any, task_id: Any) -> None:
             item = items[i]
