@@ -96,23 +96,23 @@ def model_ids(reply: Reply, what: str = "GET /v1/models") -> list[str]:
     return ids
 
 
-def _error_head(resp: httpx.Response) -> str:
-    """One line for a stream request the server refused: its status and the start of its body."""
+def error_head(resp: httpx.Response) -> str:
+    """The first ~4 KB of a failed reply's body, as one printable line."""
     head = b""
     for piece in resp.iter_bytes():
         head += piece
         if len(head) > 4096:
             break
-    return f"HTTP {resp.status_code}: {printable(head.decode('utf-8', 'replace'))}"
+    return printable(head.decode("utf-8", "replace").strip())
 
 
 class EndpointClient:
     def __init__(self, target: Target, timeout: float = 60.0, transport: httpx.BaseTransport | None = None,
-                 deadline: Deadline | None = None):
+                 deadline: Deadline | None = None, max_connections: int = 64):
         self.target = target
         self.timeout = timeout
         self.deadline = deadline  # the whole task's; each request also ends within `timeout`
-        self._http = http_client(timeout, transport=transport)
+        self._http = http_client(timeout, transport=transport, max_connections=max_connections)
 
     def close(self) -> None:
         self._http.close()
@@ -203,7 +203,7 @@ class EndpointClient:
         with self._http.stream("POST", self._url("/responses"), json={**body, "stream": True}, headers=headers) as resp:
             ctype = resp.headers.get("content-type", "")
             if resp.status_code != 200:
-                return resp.status_code, events, ctype, [_error_head(resp)]
+                return resp.status_code, events, ctype, [f"HTTP {resp.status_code}: {error_head(resp)}"]
             dec, chars = SSEDecoder(), 0
             for text in resp.iter_text():
                 events.extend(dec.feed(text))
@@ -214,6 +214,28 @@ class EndpointClient:
             else:
                 events.extend(dec.flush())
             return resp.status_code, events, ctype, dec.errors
+
+    def post_events(self, path: str, body: dict[str, Any], on_event: Callable[[SSEEvent], None]) -> tuple[int, str]:
+        """POST ``body`` (``stream: true``) to ``path`` under /v1 and hand each SSE event to ``on_event``,
+        reading at most MAX_STREAM_CHARS. (status, the head of the reply's text when not 200, else "")."""
+        def once() -> tuple[int, str]:
+            headers = {**self.target.headers(), "Accept": "text/event-stream"}
+            with self._http.stream("POST", self._url(path), json={**body, "stream": True}, headers=headers) as resp:
+                if resp.status_code != 200:
+                    return resp.status_code, error_head(resp)
+                dec, read = SSEDecoder(), 0
+                for text in resp.iter_text():
+                    read += len(text)
+                    if read > MAX_STREAM_CHARS:
+                        raise BadReply(f"POST {path}: the stream went on past {MAX_STREAM_CHARS} characters")
+                    for ev in dec.feed(text):
+                        on_event(ev)
+                for ev in dec.flush():
+                    on_event(ev)
+                return resp.status_code, ""
+
+        with self._scope():
+            return retry_stale(once)
 
     def chat_stream(self, body: dict[str, Any]) -> tuple[int, StreamResult, str]:
         """(status, assembled stream, content-type). A non-200 reply leaves the error text in
@@ -228,7 +250,7 @@ class EndpointClient:
         with self._http.stream("POST", self._url("/chat/completions"), json=body, headers=headers) as resp:
             ctype = resp.headers.get("content-type", "")
             if resp.status_code != 200:
-                result.errors.append(_error_head(resp))
+                result.errors.append(f"HTTP {resp.status_code}: {error_head(resp)}")
                 return resp.status_code, result, ctype
             dec = SSEDecoder()
             for text in resp.iter_text():

@@ -188,8 +188,14 @@ def plot_bench(result: dict[str, Any], path: Path) -> Path:
         ax.minorticks_off()
         ax.grid(True, alpha=0.3)
     t = result["target"]
-    title = f"{t['model']} on {t.get('gpu') or '?'} ({t.get('backend') or '?'}) - {t['base_url']}"
-    fig.suptitle(printable(title, 160).replace("$", r"\$"), fontsize=10)  # `$...$` would be mathtext
+    return save_plot(fig, path, f"{t['model']} on {t.get('gpu') or '?'} ({t.get('backend') or '?'}) - {t['base_url']}")
+
+
+def save_plot(fig: Any, path: Path, title: str, width: int = 160) -> Path:
+    """Title (server text, shown literally), lay out, write the PNG, free the figure."""
+    import matplotlib.pyplot as plt
+
+    fig.suptitle(printable(title, width).replace("$", r"\$"), fontsize=10 if width > 120 else 9)  # no mathtext
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

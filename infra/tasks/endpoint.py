@@ -1,4 +1,4 @@
-"""`invoke smoke-test | wait-ready | bench`: prove a deployed endpoint works.
+"""`invoke smoke-test | wait-ready | bench | eval`: prove a deployed endpoint works.
 
 Where the endpoint is: `--stack NAME` (reads `pulumi stack output --json --show-secrets`;
 URL, model, API key, GPU, backend and the logs command come from the outputs) or `--url URL`
@@ -11,6 +11,7 @@ Defaults can be set in the invoke configuration under `endpoint:` (e.g. `invoke.
       wait_ready: {timeout: 900, interval: 2}
       bench: {concurrency: "1,8,32,64", input_len: 256, output_len: 256, out: build/bench,
               slo_ttft_ms: 2000, slo_tpot_ms: 100, price_per_hour: null, deadline: null}
+      eval: {concurrency: 64, request_timeout: 1800, deadline: 3600, retries: 2, out: build/eval}
 Command-line options win over the configuration.
 
 Every task ends by its deadlines whatever the server does (a server that drips a byte a second
@@ -244,7 +245,99 @@ def bench(c, stack=None, url=None, api_key_env=None, model=None, concurrency=Non
         raise Exit("bench: no request succeeded", code=1)
 
 
-TASKS = (smoke_test, wait_ready, bench)
+def _bounded(name: str, value: Any, low: float, high: float, conv: Any = int) -> Any:
+    """An option's number, or a one-line exit naming the option and the range."""
+    try:
+        n = conv(value)
+    except (TypeError, ValueError):
+        n = None
+    if n is None or not low <= n <= high:
+        kind = "a whole number" if conv is int else "seconds"
+        raise Exit(f"--{name.replace('_', '-')} {str(value)[:40]!r}: expected {kind} {low:g}..{high:g}", code=2)
+    return n
+
+
+@task(help={**WHERE_HELP,
+            "eval": "gpqa (GPQA diamond, default) or aime25",
+            "effort": "reasoning effort: low (default; the recipe's quick check), medium or high",
+            "examples": "how many examples, sampled as the reference harness does (default: all)",
+            "repeats": "times each example is asked (default: 8 with all examples, as the reference; else 1)",
+            "api": "responses (default, the reference harness's sampler) or chat",
+            "concurrency": "requests in flight (default 64)",
+            "max_tokens": "output token limit per request (default: none, the server's context decides)",
+            "data": "your own copy of the dataset, in the source's format (for aime25: comma-separated files)",
+            "out": "output directory for eval.json and eval.png (default build/eval/<eval>-<effort>-<time>)",
+            "request_timeout": "seconds per request, start to last byte (default 1800)",
+            "deadline": "seconds for the whole run; requests not started by then fail it (default 3600)",
+            "retries": "tries again after a connection error or HTTP 429/5xx (default 2)",
+            "panel": "20b or 120b: the panel row to compare with (default: from the served model id)"},
+      auto_shortflags=False)
+def eval(c, stack=None, url=None, api_key_env=None, model=None, eval="gpqa", effort="low", examples=None,
+         repeats=None, api="responses", concurrency=None, max_tokens=None, data=None, out=None,
+         request_timeout=None, deadline=None, retries=None, panel=None):
+    """Accuracy gate: GPQA / AIME25 against the vLLM recipe's panel; score with 95% interval; JSON + PNG."""
+    import httpx
+    from rich.text import Text
+
+    from infra.endpoint.evals import data as evdata, run as evrun, stats
+    from infra.endpoint.safetext import plain, printable
+
+    for name, value, allowed in (("eval", eval, stats.EVALS), ("effort", effort, stats.EFFORTS),
+                                 ("api", api, evrun.APIS), ("panel", panel or "20b", tuple(stats.PANEL))):
+        if value not in allowed:
+            raise Exit(f"--{name} {str(value)[:40]!r}: expected one of {', '.join(allowed)}", code=2)
+    n_examples = None if examples in (None, "all") else _bounded("examples", examples, 1, evdata.MAX_ROWS)
+    cfg = evrun.EvalConfig(
+        eval=eval, effort=effort, examples=n_examples, api=api, panel=panel,
+        repeats=_bounded("repeats", repeats if repeats is not None else (8 if n_examples is None else 1), 1, 64),
+        concurrency=_bounded("concurrency", concurrency or _conf(c, "eval", "concurrency", 64), 1, 1024),
+        max_tokens=None if max_tokens is None else _bounded("max_tokens", max_tokens, 1, 1 << 24),
+        request_timeout=_bounded("request_timeout", request_timeout or _conf(c, "eval", "request_timeout", 1800.0),
+                                 0.1, 86400, float),
+        deadline=_bounded("deadline", deadline or _conf(c, "eval", "deadline", 3600.0), 0.1, 7 * 86400, float),
+        retries=_bounded("retries", retries if retries is not None else _conf(c, "eval", "retries", 2), 0, 10),
+    )
+    target = _target(c, stack, url, api_key_env, model)
+    def no_panel(model_id: str) -> Exit:
+        return Exit(f"eval: cannot tell gpt-oss-20b from -120b by the model id {printable(model_id, 80)!r}: "
+                    "pass --panel 20b or --panel 120b", code=2)
+
+    if not panel and target.model and not stats.panel_size(target.model):
+        raise no_panel(target.model)
+    err = _console(stderr=True)
+    try:
+        paths = [Path(p) for p in str(data).split(",") if p] if data else None
+        examples_, files = evdata.load(eval, paths,
+                                       on_fetch=lambda s: err.print(Text.assemble("dataset ", plain(s.url))))
+    except evdata.DataError as exc:
+        raise Exit(f"eval: {exc}", code=2) from None
+    if n_examples is not None and n_examples > len(examples_):
+        raise Exit(f"--examples {n_examples}: the dataset has only {len(examples_)}", code=2)
+    try:
+        result = evrun.run_eval(target, cfg, examples_, files, console=err)
+    except httpx.HTTPError as exc:  # listing the models: unreachable, bad reply, deadline
+        raise Exit(f"eval: {type(exc).__name__}: {printable(exc)}", code=1) from None
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    out_dir = Path(out or Path(_conf(c, "eval", "out", "build/eval")) / f"{eval}-{effort}-{stamp}")
+    files_out = evrun.write_report(result, out_dir)
+    g = result["gate"]
+    panel = "no panel for this model" if g["panel"] is None else f"panel {g['panel'] * 100:.1f}%"
+    lo, hi = g["interval95"]
+    _console().print(Text.assemble(
+        f"{eval} {effort} ", plain(result["model"]), f": {g['right']}/{g['n']} right = {g['score'] * 100:.1f}% "
+        f"(95% Wilson interval {lo * 100:.1f}-{hi * 100:.1f}%), {panel}: ",
+        (g["verdict"].upper(), {"pass": "bold green"}.get(g["verdict"], "bold red"))))
+    err.print(Text.assemble("wrote ", plain(files_out["json"]), " and ", plain(files_out["png"])))
+    if g["verdict"] == "no-panel":  # the model id came from /v1/models
+        raise no_panel(result["model"])
+    if g["verdict"] == "incomplete":
+        raise Exit(f"eval: {g['failed']} of {g['n']} requests failed (first: {printable(g['first_error'])})", code=1)
+    if g["verdict"] == "fail":
+        raise Exit(f"eval: score {g['score'] * 100:.1f}% is below the recipe's {g['panel'] * 100:.1f}% "
+                   f"(95% interval up to {hi * 100:.1f}%)", code=1)
+
+
+TASKS = (smoke_test, wait_ready, bench, eval)
 
 
 def register(ns: Collection) -> Collection:

@@ -101,6 +101,7 @@ def plan_texts(prompt: str, ignore_eos: bool, schema: dict | None = None) -> tup
         reasoning = REASONING
     else:
         answer = answers.final_answer(prompt) or (ANSWER_AFTER_TOOL if "<|start|>functions." in prompt else ANSWER)
+        answer = __import__("eval_answers").final_answer(prompt) or answer  # `invoke eval` tests: a scripted answer
         reply = f"<|channel|>final<|message|>{answer}<|return|>"
         reasoning = REASONING
     return [f"<|channel|>analysis<|message|>{reasoning}<|end|><|start|>assistant{reply}", reply], False
