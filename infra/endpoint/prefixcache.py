@@ -70,13 +70,13 @@ def scrape(target: Target, url: str, timeout: float = 10.0) -> dict[str, Any]:
     try:
         with scope(Deadline.after(timeout, "metrics scrape")), http_client(timeout) as http:
             with http.stream("GET", url, headers=headers) as resp:
+                if resp.status_code != 200:
+                    return {"url": url, "error": f"HTTP {resp.status_code}"}
                 body = b""
                 for piece in resp.iter_bytes():
                     body += piece
                     if len(body) > MAX_METRICS_BYTES:
                         return {"url": url, "error": f"more than {MAX_METRICS_BYTES} bytes"}
-                if resp.status_code != 200:
-                    return {"url": url, "error": f"HTTP {resp.status_code}"}
     except httpx.HTTPError as exc:
         return {"url": url, "error": f"{type(exc).__name__}: {printable(exc, 160)}"}
     return {"url": url, "counters": parse_counters(body.decode("utf-8", "replace"), names)}

@@ -6,6 +6,7 @@ import pytest
 
 from infra.endpoint.agentic import AgenticConfig
 from infra.endpoint.bench import run_bench
+from infra.endpoint.prefixcache import scrape
 from infra.endpoint.target import resolve_target
 
 from .invoke_helpers import run_task
@@ -52,3 +53,12 @@ def test_trace_replay_through_a_keyed_server(keyed_server, api_key_env, tmp_path
     # the key went to the server's own /metrics (which the API-key guard covers) and was never written
     assert pc["queried_tokens"] == sum(q["prompt_tokens"] for q in lv["requests"]) and pc["hit_tokens"] > 0
     assert target.api_key not in (tmp_path / "o" / "bench.json").read_text()
+
+
+def test_the_key_goes_only_to_metrics_on_the_endpoints_host(keyed_server, api_key_env):
+    target = resolve_target(url=keyed_server.url, api_key_env=api_key_env)
+    port = keyed_server.url.rsplit(":", 1)[1]
+    assert "vllm:prefix_cache_queries_total" in scrape(target, keyed_server.url + "/metrics")["counters"]
+    # the same server under another host name: not the endpoint's host, so no key, and the guard refuses
+    assert scrape(target, f"http://localhost:{port}/metrics") == {"url": f"http://localhost:{port}/metrics",
+                                                                   "error": "HTTP 401"}
