@@ -52,3 +52,12 @@ def test_missing_secret_and_missing_workers_are_named():
     # an unknown $(VAR) stays as written, as the kubelet leaves it
     args = launch_args(values, worker_urls=["http://127.0.0.1:9001"], host="127.0.0.1", port=1, prometheus_port=2)
     assert args[-2:] == ["--api-key", "$(GPTOSS_ROUTER_API_KEY)"]
+
+
+def test_the_test_processes_keep_the_key_out_of_their_repr(tmp_path):
+    # pytest prints these objects in assertion reports; the key must not reach the CI log that way
+    from tests.router.workers import SmgRouter
+    from tests.vllm_cpu.server import VllmServer
+
+    assert KEY not in repr(VllmServer(plan=None, venv=tmp_path, workdir=tmp_path, api_key=KEY))
+    assert KEY not in repr(SmgRouter(rendered_values(), ["http://127.0.0.1:9001"], KEY, tmp_path))
