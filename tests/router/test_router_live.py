@@ -125,7 +125,7 @@ def test_cache_aware_keeps_conversations_where_their_prefix_is(router, workers, 
     # cache_aware: as good as one engine (each turn lands where its conversation is cached);
     # round_robin: a turn lands on the other worker every other time and misses its last turn's prefix
     assert ca == pytest.approx(one["hit_rate"], abs=0.05)
-    assert rr < ca - 0.05
+    assert rr < ca - 0.02  # two or more of its 16 later turns switched worker (measured: 6-11 points lower)
     rr_workers = [e["queried_tokens"] for e in results["round_robin"]["per_endpoint"]]
     assert all(q and q > 0 for q in rr_workers)  # round robin used both
 
