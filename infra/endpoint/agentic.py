@@ -268,6 +268,7 @@ def run_agentic(target: Target, model: str, cfg: AgenticConfig, console: Any,
     else:
         sessions = agentic_sessions(model, cfg)
     total = sum(len(s) for s in sessions)
+    cfg.concurrency = [len(sessions)]  # a trace's sessions, for the JSON's config
     warm = None
     if cfg.warmup:
         warm = asyncio.run(warm_up(target, model, cfg, run_deadline))

@@ -48,7 +48,7 @@ def test_trace_replay_through_a_keyed_server(keyed_server, api_key_env, tmp_path
     target = resolve_target(url=keyed_server.url, api_key_env=api_key_env, model=keyed_server.alias)
     res = run_bench(target, AgenticConfig(workload="trace", trace=str(trace), warmup=False, speed=10.0), tmp_path / "o")
     lv, pc = res["levels"][0], res["agentic"]["prefix_cache"]
-    assert lv["completed"] == 3 and res["agentic"]["sessions"] == 2
+    assert lv["completed"] == 3 and res["agentic"]["sessions"] == 2 and res["config"]["concurrency"] == [2]
     assert sorted((q["session"], q["turn"]) for q in lv["requests"]) == [("a", 0), ("a", 1), ("b", 0)]
     # the key went to the server's own /metrics (which the API-key guard covers) and was never written
     assert pc["queried_tokens"] == sum(q["prompt_tokens"] for q in lv["requests"]) and pc["hit_tokens"] > 0
