@@ -387,7 +387,14 @@ def run_bench(target: Target, cfg: BenchConfig, out_dir: Path | None = None, con
         with EndpointClient(target, timeout=min(30.0, cfg.request_timeout), deadline=run_deadline) as client:
             model = model_ids(client.models())[0]
     t0 = time.time()
-    warm, levels = asyncio.run(_run(target, model, cfg, console, run_deadline))
+    extra: dict[str, Any] = {}
+    if getattr(cfg, "workload", "random") != "random":  # agentic / trace: infra.endpoint.agentic
+        from infra.endpoint.agentic import run_agentic
+
+        extra = run_agentic(target, model, cfg, console, run_deadline)
+        warm, levels = extra.pop("warmup"), [extra.pop("level")]
+    else:
+        warm, levels = asyncio.run(_run(target, model, cfg, console, run_deadline))
     result = {
         "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t0)),
         "target": {"base_url": target.base_url, "model": model, "backend": target.backend, "gpu": target.gpu,
@@ -396,12 +403,14 @@ def run_bench(target: Target, cfg: BenchConfig, out_dir: Path | None = None, con
         "warmup": None if warm is None else {"ok": warm.ok, "error": warm.error, "e2e_s": warm.e2e},
         "levels": levels,
         "comparison": compare(levels, target, model, cfg),
+        **extra,
     }
     if out_dir is not None:
         out_dir.mkdir(parents=True, exist_ok=True)
         (out_dir / "bench.json").write_text(json.dumps(result, indent=2))
+        from infra.endpoint.agentic import plot_agentic  # TTFT by turn index
         from infra.endpoint.report import plot_bench
 
-        plot_bench(result, out_dir / "bench.png")
+        (plot_agentic if extra else plot_bench)(result, out_dir / "bench.png")
         result["files"] = {"json": str(out_dir / "bench.json"), "png": str(out_dir / "bench.png")}
     return result

@@ -39,6 +39,21 @@ WHERE_HELP = {
     "model": "expected served model id (default: the stack's `model`, else the first listed)",
 }
 
+AGENTIC_HELP = {
+    "workload": "random (default: independent single-turn prompts), agentic (growing multi-turn tool-use "
+                "conversations) or trace (replay --trace FILE)",
+    "sessions": "agentic: conversations run at once (default 8)",
+    "turns": "agentic: requests per conversation (default 6)",
+    "system_len": "agentic: words of the shared system prompt (default 800)",
+    "tool_result_len": "agentic: words of each tool result fed back (default 400)",
+    "think_time": "agentic: seconds between a reply and the next turn, x0.5-1.5 seeded (default 1.0)",
+    "trace": "trace: JSONL file, one request per line: session_id, timestamp (s), messages or input_len, max_tokens",
+    "speed": "trace: replay this many times faster than recorded (default 1.0)",
+    "metrics_url": "agentic/trace: comma-separated engine /metrics URLs to read the prefix-cache hit rate from "
+                   "(default: the endpoint's own /metrics; behind a router name each engine's)",
+    "seed": "seed of the generated prompts (default 0)",
+}
+
 
 def _check_names() -> list[str]:
     from infra.endpoint.checks import CHECK_NAMES
@@ -189,16 +204,21 @@ def wait_ready(c, stack=None, url=None, api_key_env=None, model=None, timeout=No
             "level_timeout": "seconds per concurrency level: then no new request starts and those in flight "
                              "are cancelled (default 1800)",
             "deadline": "seconds for the whole run, warm-up included; levels not reached are not started "
-                        "(default: none beyond the per-level limits)"},
+                        "(default: none beyond the per-level limits)",
+            **AGENTIC_HELP},
       # Many options: invoke's automatic one-letter flags run out and it prints a bogus `--=` flag.
       auto_shortflags=False)
 def bench(c, stack=None, url=None, api_key_env=None, model=None, concurrency=None, input_len=None, output_len=None,
           num_prompts=None, out=None, gpu=None, backend=None, price_per_hour=None, slo_ttft_ms=None,
           slo_tpot_ms=None, slo_e2e_ms=None, ignore_eos=False, request_timeout=None, level_timeout=None,
-          deadline=None):
-    """Streaming load test: TTFT/TPOT/ITL/E2E percentiles, tok/s, goodput; JSON + PNG; catalogue comparison."""
+          deadline=None, workload=None, sessions=None, turns=None, system_len=None, tool_result_len=None,
+          think_time=None, trace=None, speed=None, metrics_url=None, seed=None):
+    """Streaming load test: TTFT/TPOT/ITL/E2E percentiles, tok/s, goodput; JSON + PNG; catalogue comparison.
+    `--workload agentic` (growing multi-turn conversations) or `trace` adds per-turn TTFT and the engine's
+    prefix-cache hit rate."""
     from rich.text import Text
 
+    from infra.endpoint.agentic import AgenticConfig, TraceError
     from infra.endpoint.bench import BenchConfig, run_bench
     from infra.endpoint.report import bench_table, comparison_table
     from infra.endpoint.safetext import plain, printable
@@ -216,7 +236,14 @@ def bench(c, stack=None, url=None, api_key_env=None, model=None, concurrency=Non
         raise Exit(f"--concurrency {levels!r}: expected comma-separated integers", code=2) from None
     if not conc or min(conc) < 1:
         raise Exit("--concurrency needs at least one level >= 1", code=2)
-    cfg = BenchConfig(
+    kind = str(workload or _conf(c, "bench", "workload", "random"))
+    if kind not in ("random", "agentic", "trace"):
+        raise Exit(f"--workload {kind!r}: expected random, agentic or trace", code=2)
+    agentic = {} if kind == "random" else _agentic_options(c, num, kind, sessions, turns, system_len,
+                                                          tool_result_len, think_time, trace, speed, metrics_url)
+    cfg = (AgenticConfig if agentic else BenchConfig)(
+        **agentic,
+        seed=num("seed", seed, 0, int),
         concurrency=conc,
         input_len=num("input_len", input_len, 256, int),
         output_len=num("output_len", output_len, 256, int),
@@ -237,9 +264,15 @@ def bench(c, stack=None, url=None, api_key_env=None, model=None, concurrency=Non
         result = run_bench(target, cfg, out_dir, console=_console(stderr=True))
     except httpx.HTTPError as exc:  # listing the models to find the one to use: unreachable, bad reply, deadline
         raise Exit(f"bench: {type(exc).__name__}: {printable(exc)}", code=1) from None
+    except TraceError as exc:
+        raise Exit(f"bench: {printable(exc, 400)}", code=2) from None
     console = _console()
     console.print(bench_table(result))
     console.print(comparison_table(result))
+    if result.get("agentic"):
+        from infra.endpoint.agentic import agentic_table
+
+        console.print(agentic_table(result))
     console.print(Text.assemble("wrote ", plain(result["files"]["json"]), " and ", plain(result["files"]["png"])))
     if all(lv["completed"] == 0 for lv in result["levels"]):
         raise Exit("bench: no request succeeded", code=1)
@@ -335,6 +368,27 @@ def eval(c, stack=None, url=None, api_key_env=None, model=None, eval="gpqa", eff
     if g["verdict"] == "fail":
         raise Exit(f"eval: score {g['score'] * 100:.1f}% is below the recipe's {g['panel'] * 100:.1f}% "
                    f"(95% interval up to {hi * 100:.1f}%)", code=1)
+
+
+
+def _agentic_options(c, num, kind, sessions, turns, system_len, tool_result_len, think_time, trace, speed,
+                     metrics_url) -> dict[str, Any]:
+    """`bench --workload agentic|trace` settings, bounded where they enter."""
+    out = {"workload": kind,
+           "sessions": num("sessions", sessions, 8, int), "turns": num("turns", turns, 6, int),
+           "system_len": num("system_len", system_len, 800, int),
+           "tool_result_len": num("tool_result_len", tool_result_len, 400, int),
+           "think_time": num("think_time", think_time, 1.0), "speed": num("speed", speed, 1.0),
+           "trace": trace or _conf(c, "bench", "trace", None),
+           "metrics_urls": [u.strip() for u in str(metrics_url or "").split(",") if u.strip()]}
+    for name, lo, hi in (("sessions", 1, 4096), ("turns", 1, 1000), ("system_len", 0, 200_000),
+                         ("tool_result_len", 0, 200_000), ("think_time", 0, 3600), ("speed", 0.001, 1000)):
+        if not lo <= out[name] <= hi:
+            raise Exit(f"--{name.replace('_', '-')} {out[name]}: must be {lo}-{hi}", code=2)
+    for u in out["metrics_urls"]:
+        if not u.startswith(("http://", "https://")):
+            raise Exit(f"--metrics-url {u!r}: expected http(s)://host:port/metrics", code=2)
+    return out
 
 
 TASKS = (smoke_test, wait_ready, bench, eval)

@@ -236,3 +236,20 @@ def test_bench_times_a_stream_whose_text_the_parser_hides(tmp_path):
         assert HIDDEN_FIRST_S <= q["ttft"] < q["e2e"] and not q["tpot_from_usage"]
         assert q["tpot"] == (q["e2e"] - q["ttft"]) / 255
         assert q["tpot"] >= HIDDEN_DECODE_S / 255  # the decode time, not ~0 and not the whole request
+
+
+def test_agentic_sessions_in_flight_at_the_run_deadline_are_cancelled_and_the_rest_not_started(tmp_path):
+    from infra.endpoint.agentic import AgenticConfig
+
+    with HostileServer("endless_sse") as srv:
+        t0 = time.monotonic()
+        res = run_bench(resolve_target(url=srv.url, model="m"),
+                        AgenticConfig(sessions=2, turns=3, think_time=0, request_timeout=60, level_timeout=2,
+                                      warmup=False, metrics_urls=["http://127.0.0.1:9/metrics"]), tmp_path / "a")
+        assert time.monotonic() - t0 < 2 + MARGIN
+    (lv,) = res["levels"]
+    # each session's first turn was in flight when the run's 2 s ran out; its later turns never started
+    assert (lv["completed"], lv["failed"], lv["cancelled"], lv["not_started"]) == (0, 2, 2, 4)
+    assert lv["errors"] == {"ReadTimeout: the agentic run took longer than its 2s deadline": 2}
+    (cache,) = res["agentic"]["prefix_cache"]["per_endpoint"]
+    assert cache["hit_rate"] is None and "ConnectError" in cache["note"] and res["agentic"]["by_turn"][0]["completed"] == 0

@@ -91,7 +91,7 @@ class VllmServer:
     plan: LaunchPlan
     venv: Path
     workdir: Path
-    api_key: str | None = None
+    api_key: str | None = field(default=None, repr=False)  # never in a test report
     drop_config: tuple[str, ...] = ()   # a misconfigured server: these keys left out of vllm.yaml
     cpus: frozenset[int] | None = None  # pin the server (benchmarks: keep the load generator off its core)
     proc: subprocess.Popen | None = field(default=None, repr=False)
@@ -174,15 +174,20 @@ class VllmServer:
 
     def stop(self) -> None:
         """SIGTERM to the server's own process group (by its PID), SIGKILL after 30 s."""
-        if self.proc and self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
+        stop_group(self.proc, 30)
         if getattr(self, "_log", None):
             self._log.close()
+
+
+def stop_group(proc: subprocess.Popen | None, grace: float) -> None:
+    """SIGTERM to the process group led by ``proc`` (started with start_new_session), SIGKILL after ``grace`` s."""
+    if proc and proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=grace)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
 
 
 def make_server(workdir: Path, *, api_key: str | None = None, stack: str = "local",
