@@ -533,6 +533,24 @@ def test_keda_scales_on_the_per_pod_queue_average_with_guard_rails(runs):
     assert validate_k8s(sm) == "servicemonitor-vendored"
 
 
+@pytest.mark.parametrize("name", K8S_STACKS)
+def test_the_scrape_sends_the_api_key_from_the_stacks_secret(runs, name):
+    """The engine answers /metrics only with the key (vLLM: the API-key guard), so the ServiceMonitor sends
+    it as a bearer token by reference to the stack's Secret, in the same namespace; never the value."""
+    run = runs[name]
+    if not run.of_type(SERVICE_MONITOR):
+        pytest.skip(f"{name} has no ServiceMonitor")
+    sm = manifest(run.one(SERVICE_MONITOR))
+    opaque = next(r for r in run.of_type(SECRET) if r.plain("type") == "Opaque")
+    assert "API_KEY" in opaque.plain("stringData")
+    secret = manifest(opaque)
+    (endpoint,) = sm["spec"]["endpoints"]
+    assert endpoint["authorization"] == {"type": "Bearer", "credentials": {"name": secret["metadata"]["name"], "key": "API_KEY"}}
+    assert sm["metadata"]["namespace"] == secret["metadata"]["namespace"]
+    assert SENTINELS["api_key"] not in json.dumps(sm)
+    assert validate_k8s(sm) == "servicemonitor-vendored"
+
+
 def test_strict_crd_schemas_catch_typos():
     so = {"apiVersion": K.KEDA_API_VERSION, "kind": "ScaledObject", "metadata": {"name": "x"},
           "spec": {"scaleTargetRef": {"name": "x"}, "triggers": [{"type": "prometheus", "metadata": {}}],

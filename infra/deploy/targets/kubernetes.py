@@ -605,7 +605,8 @@ class KubernetesTarget:
                 f"{stack}-metrics", api_version=A.SERVICE_MONITOR_API_VERSION, kind="ServiceMonitor",
                 metadata=meta(names["app"]),
                 spec=A.service_monitor_spec(auto, selector=selector_labels(stack), namespace=names["namespace"],
-                                            port_name=PORT_NAME),
+                                            port_name=PORT_NAME,
+                                            key_secret=names["secret"] if "API_KEY" in secret_vars else None),
                 opts=pulumi.ResourceOptions(parent=ctx.parent, depends_on=[service]))
 
         extra: dict[str, Any] = {

@@ -93,11 +93,18 @@ def hpa_spec(auto, *, deployment: str, backend: str) -> dict[str, Any]:
     }
 
 
-def service_monitor_spec(auto, *, selector: dict[str, str], namespace: str, port_name: str) -> dict[str, Any]:
-    """Prometheus Operator ServiceMonitor for the engine Service's /metrics."""
+def service_monitor_spec(auto, *, selector: dict[str, str], namespace: str, port_name: str,
+                         key_secret: str | None = None) -> dict[str, Any]:
+    """Prometheus Operator ServiceMonitor for the engine Service's /metrics. With an API key the engine
+    answers /metrics only with it (vLLM: the plan's API-key guard, infra/launcher/authguard.py), so the
+    scrape sends it as a bearer token read from the stack's own Secret (same namespace, key API_KEY):
+    the value never appears in the ServiceMonitor."""
+    endpoint: dict[str, Any] = {"port": port_name, "path": "/metrics", "scheme": "http",
+                                "interval": auto.service_monitor_interval}
+    if key_secret:
+        endpoint["authorization"] = {"type": "Bearer", "credentials": {"name": key_secret, "key": "API_KEY"}}
     return {
         "selector": {"matchLabels": dict(selector)},
         "namespaceSelector": {"matchNames": [namespace]},
-        "endpoints": [{"port": port_name, "path": "/metrics", "scheme": "http",
-                       "interval": auto.service_monitor_interval}],
+        "endpoints": [endpoint],
     }
