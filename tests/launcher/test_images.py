@@ -273,8 +273,8 @@ def test_dry_run_in_the_image_matches_the_host(docker, images, backend, snap):
 
 def test_refusals_in_the_image(docker, images):
     r = _run(docker, images["vllm"], "--dry-run", "--gpu-snapshot", "/snap/l40s-1gpu.json")
-    assert r.returncode == 2 and "20b-only" in r.stderr and r.stderr.count("\n") == 1
-    with pytest.raises(LaunchError, match="20b-only"):
+    assert r.returncode == 2 and "for gpt-oss-20b only" in r.stderr and r.stderr.count("\n") == 1
+    with pytest.raises(LaunchError, match="for gpt-oss-20b only"):
         prepare(clean_env(), "vllm", snapshot("l40s-1gpu.json"), dry_run=True)
     r = _run(docker, images["sglang"], env={"MAX_MODEL_LEN": "lots"})
     assert r.returncode == 2 and "MAX_MODEL_LEN='lots'" in r.stderr
