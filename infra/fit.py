@@ -95,6 +95,7 @@ class FitReport:
     swa_tokens: int | None = None  # SGLang's sliding-window pool
     tp_that_fits: int | None = None
     notes: tuple[str, ...] = ()  # one line each on figures that look wrong but are the engine's accounting
+    warm_start: dict[str, Any] | None = None  # vLLM: the figures of a start that hits its compile cache
 
     @property
     def weights_fit(self) -> bool:
@@ -112,6 +113,7 @@ class FitReport:
             "kv_tokens": self.kv_tokens, "max_concurrency_at_max_model_len": round(self.max_concurrency, 2),
             "activation_gib": g(self.activation_bytes), "cuda_graph_gib": g(self.cuda_graph_bytes),
             "non_torch_gib": g(self.non_torch_bytes), "budget_gib": g(self.budget_bytes), "fits": self.fits,
+            **({"warm_start": self.warm_start} if self.warm_start else {}),
         }
 
     def summary(self) -> str:
@@ -358,18 +360,23 @@ def _shared_pool_note(i: FitInputs, figures: dict[str, Any], weights: int) -> st
             f"{figures['kv_cache_bytes'] / GiB:.2f} GiB for it" + (f" (more room: {' or '.join(more)})" if more else ""))
 
 
-def _warm_start_note(i: FitInputs, figures: dict[str, Any]) -> str | None:
-    """vLLM predicts a node's first start (a compile-cache miss, the conservative case); say what a warm start
-    gets, since the stack's cache volume makes every later start one."""
+def _warm_start(i: FitInputs, figures: dict[str, Any]) -> tuple[dict[str, Any], str] | None:
+    """vLLM predicts a node's first start (a compile-cache miss, the conservative case); the figures a warm start
+    gets (the stack's cache volume makes every later start one), for launch.json and the self-check, and a note."""
     if i.backend != "vllm" or i.compile_cache_hit or figures["kv_cache_bytes"] <= 0:
         return None
     warm, _, _ = _compute(FitInputs(**{**i.__dict__, "compile_cache_hit": True}))
     if warm["kv_tokens"] <= figures["kv_tokens"]:
         return None
-    return (f"KV tokens are a first start's (torch.compile cache miss: the compile runs inside vLLM's memory profiling, "
+    g = lambda b: round(b / GiB, 2)  # noqa: E731
+    fig = {"kv_cache_gib": g(warm["kv_cache_bytes"]), "kv_tokens": warm["kv_tokens"],
+           "max_concurrency_at_max_model_len": round(warm["max_concurrency"], 2),
+           "activation_gib": g(warm["activation_bytes"])}
+    return fig, (f"KV tokens are a first start's (torch.compile cache miss: the compile runs inside vLLM's memory profiling, "
             f"peak activation {figures['activation_bytes'] / GiB:.2f} GiB); a warm start, whose compile cache volume "
             f"holds this config (vLLM logs \"Directly load AOT compilation\"), profiles {warm['activation_bytes'] / GiB:.2f} "
-            f"GiB and gets {warm['kv_tokens']:,} ({warm['kv_tokens'] / figures['kv_tokens'] - 1:+.1%})")
+            f"GiB and gets {warm['kv_tokens']:,} ({warm['kv_tokens'] / figures['kv_tokens'] - 1:+.1%}; launch.json "
+            f"fit.warm_start, which the start-up self-check uses then)")
 
 
 def check_fit(inputs: FitInputs) -> FitReport:
@@ -377,7 +384,7 @@ def check_fit(inputs: FitInputs) -> FitReport:
     figures, weights, source = _compute(inputs)
     notes = figures.pop("notes", [])
     shared = _shared_pool_note(inputs, figures, weights)
-    warm = _warm_start_note(inputs, figures)
+    warm = _warm_start(inputs, figures)
     tp_that_fits = None
     if not (figures["kv_cache_bytes"] > 0 and figures["max_concurrency"] >= 1):
         for bigger in (2, 4, 8):
@@ -390,4 +397,5 @@ def check_fit(inputs: FitInputs) -> FitReport:
                 break
     return FitReport(inputs=inputs, weights_bytes=weights, weights_source=source,
                      basis="catalogue" if inputs.free_bytes_per_gpu is None else "free memory",
-                     tp_that_fits=tp_that_fits, notes=tuple(notes) + tuple(n for n in (warm, shared) if n), **figures)
+                     tp_that_fits=tp_that_fits, warm_start=warm[0] if warm else None,
+                     notes=tuple(notes) + tuple(n for n in (warm[1] if warm else None, shared) if n), **figures)
