@@ -43,6 +43,10 @@ GiB = 2**30
 KV_DTYPE_BYTES = {"auto": 2, "bf16": 2, "fp8": 1}
 
 
+def _gib(b: int) -> float:
+    return round(b / GiB, 2)
+
+
 def _cdiv(a: int, b: int) -> int:
     return -(-a // b)
 
@@ -107,7 +111,7 @@ class FitReport:
 
     def figures(self) -> dict[str, Any]:
         """The `fit` object of launch.json (the start-up self-check compares the engine's lines to it)."""
-        g = lambda b: round(b / GiB, 2)  # noqa: E731
+        g = _gib
         return {
             "weights_gib": g(self.weights_bytes), "kv_cache_gib": g(self.kv_cache_bytes),
             "kv_tokens": self.kv_tokens, "max_concurrency_at_max_model_len": round(self.max_concurrency, 2),
@@ -368,15 +372,16 @@ def _warm_start(i: FitInputs, figures: dict[str, Any]) -> tuple[dict[str, Any], 
     warm, _, _ = _compute(FitInputs(**{**i.__dict__, "compile_cache_hit": True}))
     if warm["kv_tokens"] <= figures["kv_tokens"]:
         return None
-    g = lambda b: round(b / GiB, 2)  # noqa: E731
-    fig = {"kv_cache_gib": g(warm["kv_cache_bytes"]), "kv_tokens": warm["kv_tokens"],
+    fig = {"kv_cache_gib": _gib(warm["kv_cache_bytes"]), "kv_tokens": warm["kv_tokens"],
            "max_concurrency_at_max_model_len": round(warm["max_concurrency"], 2),
-           "activation_gib": g(warm["activation_bytes"])}
-    return fig, (f"KV tokens are a first start's (torch.compile cache miss: the compile runs inside vLLM's memory profiling, "
-            f"peak activation {figures['activation_bytes'] / GiB:.2f} GiB); a warm start, whose compile cache volume "
-            f"holds this config (vLLM logs \"Directly load AOT compilation\"), profiles {warm['activation_bytes'] / GiB:.2f} "
-            f"GiB and gets {warm['kv_tokens']:,} ({warm['kv_tokens'] / figures['kv_tokens'] - 1:+.1%}; launch.json "
-            f"fit.warm_start, which the start-up self-check uses then)")
+           "activation_gib": _gib(warm["activation_bytes"])}
+    note = (f"KV tokens are a first start's (torch.compile cache miss: the compile runs inside vLLM's memory "
+            f"profiling, peak activation {figures['activation_bytes'] / GiB:.2f} GiB); a warm start, whose compile "
+            f"cache volume holds this config (vLLM logs \"Directly load AOT compilation\"), profiles "
+            f"{warm['activation_bytes'] / GiB:.2f} GiB and gets {warm['kv_tokens']:,} "
+            f"({warm['kv_tokens'] / figures['kv_tokens'] - 1:+.1%}; launch.json fit.warm_start, which the start-up "
+            f"self-check uses then)")
+    return fig, note
 
 
 def check_fit(inputs: FitInputs) -> FitReport:
