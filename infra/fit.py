@@ -7,7 +7,10 @@ single full-length sequence (or the weights) cannot fit.
 
 vLLM (gpu_worker / kv_cache_utils), per GPU:
   budget = gpu_memory_utilization x torch-visible memory
-  KV     = budget - weights as loaded - activation peak (max_num_batched_tokens) - non-torch - CUDA graphs (capture size)
+  KV     = budget - weights as loaded - activation peak - non-torch - CUDA graphs
+  activation peak: profile_run's allocator peak (batched tokens + sampler rows for max_num_seqs), or on a
+           torch.compile cache miss (a node's first start) the compile's higher peak; the plan predicts the miss
+  CUDA graphs: a fixed pool per captured graph (PIECEWISE per capture size + FULL per decode size)
   gpt-oss alternates sliding-window and full layers; the hybrid allocator puts them in groups of equal
   size sharing one block pool (blocks = KV // (page x group size)) and charges every request, per group,
       full:   cdiv(max_model_len, block)                                       (FullAttentionSpec)
@@ -38,6 +41,10 @@ from infra.catalogue import GPU, Draft, Model, engine_memory
 
 GiB = 2**30
 KV_DTYPE_BYTES = {"auto": 2, "bf16": 2, "fp8": 1}
+
+
+def _gib(b: int) -> float:
+    return round(b / GiB, 2)
 
 
 def _cdiv(a: int, b: int) -> int:
@@ -71,6 +78,8 @@ class FitInputs:
     free_bytes_per_gpu: int | None = None  # from NVML on the host; None = catalogue figures
     async_scheduling: bool = True  # vLLM: sets how many batches are in flight (vllm_max_concurrent_batches)
     extra_retained_tokens: int = 0  # vLLM: from the speculative config (vllm_extra_retained_tokens)
+    speculative_tokens: int = 0  # vLLM: num_speculative_tokens (decode graphs cover 1 + k tokens per request)
+    compile_cache_hit: bool = False  # vLLM: a start whose torch.compile cache holds this config (a warm node)
 
 
 @dataclass(frozen=True)
@@ -90,6 +99,7 @@ class FitReport:
     swa_tokens: int | None = None  # SGLang's sliding-window pool
     tp_that_fits: int | None = None
     notes: tuple[str, ...] = ()  # one line each on figures that look wrong but are the engine's accounting
+    warm_start: dict[str, Any] | None = None  # vLLM: the figures of a start that hits its compile cache
 
     @property
     def weights_fit(self) -> bool:
@@ -101,12 +111,13 @@ class FitReport:
 
     def figures(self) -> dict[str, Any]:
         """The `fit` object of launch.json (the start-up self-check compares the engine's lines to it)."""
-        g = lambda b: round(b / GiB, 2)  # noqa: E731
+        g = _gib
         return {
             "weights_gib": g(self.weights_bytes), "kv_cache_gib": g(self.kv_cache_bytes),
             "kv_tokens": self.kv_tokens, "max_concurrency_at_max_model_len": round(self.max_concurrency, 2),
             "activation_gib": g(self.activation_bytes), "cuda_graph_gib": g(self.cuda_graph_bytes),
             "non_torch_gib": g(self.non_torch_bytes), "budget_gib": g(self.budget_bytes), "fits": self.fits,
+            **({"warm_start": self.warm_start} if self.warm_start else {}),
         }
 
     def summary(self) -> str:
@@ -199,16 +210,53 @@ def vllm_blocks_per_request(full_groups: int, sw_groups: int, sliding_window: in
     return full_groups * _cdiv(max_model_len, block) + sw_groups * window
 
 
+def vllm_capture_sizes(capture: int | None, max_num_seqs: int, max_num_batched_tokens: int,
+                       speculative_tokens: int = 0) -> list[int]:
+    """The batch sizes vLLM captures graphs for: VllmConfig._set_cudagraph_sizes (0.26): the cap defaults to
+    min(2 x max_num_seqs x decode tokens per request (1 + speculative tokens), 512), is clipped to
+    max_num_batched_tokens, and the list is 1, 2, 4, every 8 below 256, every 16 from 256 (+ the cap itself)."""
+    q = 1 + speculative_tokens
+    cap = min(max_num_batched_tokens, capture if capture is not None else min(2 * max_num_seqs * q, 512))
+    sizes = [s for s in (1, 2, 4) if s <= cap] + list(range(8, min(cap + 1, 256), 8)) + list(range(256, cap + 1, 16))
+    if max_num_batched_tokens <= cap:
+        sizes.append(max_num_batched_tokens)
+    return sorted(set(sizes))
+
+
+def vllm_cuda_graph_counts(capture: int | None, max_num_seqs: int, max_num_batched_tokens: int,
+                           speculative_tokens: int = 0) -> tuple[int, int]:
+    """(PIECEWISE, FULL) graphs under the default FULL_AND_PIECEWISE mode: every capture size for mixed batches,
+    the sizes from 1 + k to (1 + k) x max_num_seqs for uniform decode with k speculative tokens
+    (CudagraphDispatcher.initialize_cudagraph_keys, 0.26); the engine logs both ("Profiling CUDA graph memory:
+    PIECEWISE=35 (largest=256), FULL=19 (largest=128)"). A drafter's own graphs are not counted."""
+    q = 1 + speculative_tokens
+    sizes = vllm_capture_sizes(capture, max_num_seqs, max_num_batched_tokens, speculative_tokens)
+    return len(sizes), len([s for s in sizes if q <= s <= q * max_num_seqs])
+
+
+def vllm_activation_gib(max_num_batched_tokens: int, max_num_seqs: int, compile_cache_hit: bool) -> float:
+    """The "peak activation" vLLM reserves: the torch allocator's peak over profile_run (gpu_worker.
+    determine_available_memory, 0.26), which runs _dummy_run(max_num_batched_tokens) and then
+    _dummy_sampler_run with max_num_seqs rows of 201,088-entry logits (float32 copies, top-k/top-p sort), so it
+    grows with both. On a compile-cache miss the same window also holds torch.compile's first compile of the
+    graph, whose peak is higher than the run's at every measured size: the peak is then the larger of the two."""
+    e = engine_memory()["vllm"]
+    run = (e["activation_gib_base"] + e["activation_gib_per_batched_token"] * max_num_batched_tokens
+           + e["activation_gib_per_seq"] * max_num_seqs)
+    if compile_cache_hit:
+        return run
+    return max(run, e["compile_peak_gib_base"] + e["compile_peak_gib_per_batched_token"] * max_num_batched_tokens)
+
+
 def _vllm(i: FitInputs, weights: int, torch_total: int) -> dict[str, Any]:
     e = engine_memory()["vllm"]
     budget = int(i.fraction * torch_total)
     if i.free_bytes_per_gpu is not None:
         budget = min(budget, i.free_bytes_per_gpu)
-    activation = int(e["activation_gib_per_token"] * i.max_num_batched_tokens * GiB)
-    capture = i.cudagraph_capture_size
-    if capture is None:
-        capture = min(2 * i.max_num_seqs, e["default_capture_cap"])
-    graphs = int((e["cuda_graph_gib_base"] + e["cuda_graph_gib_per_token"] * capture) * GiB) if capture else 0
+    activation = int(vllm_activation_gib(i.max_num_batched_tokens, i.max_num_seqs, i.compile_cache_hit) * GiB)
+    piecewise, full_graphs = vllm_cuda_graph_counts(i.cudagraph_capture_size, i.max_num_seqs, i.max_num_batched_tokens,
+                                                    i.speculative_tokens)
+    graphs = int(e["cuda_graph_gib_per_graph"] * (piecewise + full_graphs) * GiB)
     non_torch = int((e["non_torch_gib"] + e["non_torch_gib_per_extra_gpu"] * (i.tp - 1)) * GiB)
     kv = budget - weights - activation - graphs - non_torch
 
@@ -316,11 +364,32 @@ def _shared_pool_note(i: FitInputs, figures: dict[str, Any], weights: int) -> st
             f"{figures['kv_cache_bytes'] / GiB:.2f} GiB for it" + (f" (more room: {' or '.join(more)})" if more else ""))
 
 
+def _warm_start(i: FitInputs, figures: dict[str, Any]) -> tuple[dict[str, Any], str] | None:
+    """vLLM predicts a node's first start (a compile-cache miss, the conservative case); the figures a warm start
+    gets (the stack's cache volume makes every later start one), for launch.json and the self-check, and a note."""
+    if i.backend != "vllm" or i.compile_cache_hit or figures["kv_cache_bytes"] <= 0:
+        return None
+    warm, _, _ = _compute(FitInputs(**{**i.__dict__, "compile_cache_hit": True}))
+    if warm["kv_tokens"] <= figures["kv_tokens"]:
+        return None
+    fig = {"kv_cache_gib": _gib(warm["kv_cache_bytes"]), "kv_tokens": warm["kv_tokens"],
+           "max_concurrency_at_max_model_len": round(warm["max_concurrency"], 2),
+           "activation_gib": _gib(warm["activation_bytes"])}
+    note = (f"KV tokens are a first start's (torch.compile cache miss: the compile runs inside vLLM's memory "
+            f"profiling, peak activation {figures['activation_bytes'] / GiB:.2f} GiB); a warm start, whose compile "
+            f"cache volume holds this config (vLLM logs \"Directly load AOT compilation\"), profiles "
+            f"{warm['activation_bytes'] / GiB:.2f} GiB and gets {warm['kv_tokens']:,} "
+            f"({warm['kv_tokens'] / figures['kv_tokens'] - 1:+.1%}; launch.json fit.warm_start, which the start-up "
+            f"self-check uses then)")
+    return fig, note
+
+
 def check_fit(inputs: FitInputs) -> FitReport:
     """Predict the engine's start-up accounting for these settings."""
     figures, weights, source = _compute(inputs)
     notes = figures.pop("notes", [])
     shared = _shared_pool_note(inputs, figures, weights)
+    warm = _warm_start(inputs, figures)
     tp_that_fits = None
     if not (figures["kv_cache_bytes"] > 0 and figures["max_concurrency"] >= 1):
         for bigger in (2, 4, 8):
@@ -333,4 +402,5 @@ def check_fit(inputs: FitInputs) -> FitReport:
                 break
     return FitReport(inputs=inputs, weights_bytes=weights, weights_source=source,
                      basis="catalogue" if inputs.free_bytes_per_gpu is None else "free memory",
-                     tp_that_fits=tp_that_fits, notes=tuple(notes) + ((shared,) if shared else ()), **figures)
+                     tp_that_fits=tp_that_fits, warm_start=warm[0] if warm else None,
+                     notes=tuple(notes) + tuple(n for n in (warm[1] if warm else None, shared) if n), **figures)

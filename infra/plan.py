@@ -408,7 +408,8 @@ def size_memory(st: PlanState) -> PlanState:
         cudagraph_capture_size=s.get("max_cudagraph_capture_size"), attention_backend=s.get("attention_backend"),
         draft=draft, free_bytes_per_gpu=st.detected.free_bytes_per_gpu if st.detected else None,
         async_scheduling=bool(s["async_scheduling"]),
-        extra_retained_tokens=vllm_extra_retained_tokens(s.get("speculative_config"))))
+        extra_retained_tokens=vllm_extra_retained_tokens(s.get("speculative_config")),
+        speculative_tokens=int((s.get("speculative_config") or {}).get("num_speculative_tokens") or 0)))
     if not st.report.fits:
         if spec.fit_check == "strict" or not st.report.weights_fit:
             raise FitError(st.report)

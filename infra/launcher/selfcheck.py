@@ -125,6 +125,11 @@ _NO_FIT = re.compile(
     r"Not enough memory\. Please try to increase --mem-fraction-static|"
     r"CUDA out of memory\. Tried to allocate", re.IGNORECASE)
 
+# vLLM 0.26: "Directly load AOT compilation from path ..." / "Directly load the compiled graph(s) for ...".
+_COMPILE_CACHE_HIT = re.compile(r"Directly load (?:AOT compilation|the compiled graph)")
+# launch.json fit.warm_start (infra/fit.py): the figures of a vLLM start that hits its compile cache.
+WARM_KEY = "warm_start"
+
 LABELS = {
     "weights_gib": "weights (GiB)", "kv_cache_gib": "KV cache (GiB)", "kv_tokens": "KV cache tokens",
     "max_concurrency_at_max_model_len": "full-length sequences", "activation_gib": "peak activation (GiB)",
@@ -170,6 +175,7 @@ class StartupLog:
         self.rules = RULES.get(backend, ())
         self.raw: dict[str, float] = {}
         self.no_fit = False
+        self.compile_cache_hit = False  # vLLM loaded torch.compile's artifacts: a warm start
         self.lines = 0
 
     def feed(self, line: str) -> None:
@@ -198,6 +204,8 @@ class StartupLog:
                     self.raw.setdefault(key, value)
         if _NO_FIT.search(line):
             self.no_fit = True
+        if self.backend == "vllm" and _COMPILE_CACHE_HIT.search(line):
+            self.compile_cache_hit = True
 
     def feed_text(self, text: str) -> None:
         """A whole log: lines end in \\n, tqdm bars in \\r (as the monitor splits them)."""
@@ -321,7 +329,7 @@ class SelfCheck:
         try:
             fit = plan.to_launch_json().get("fit")
             if isinstance(fit, Mapping):
-                predicted = {k: fit[k] for k in FIT_KEYS if k in fit}
+                predicted = {k: fit[k] for k in (*FIT_KEYS, WARM_KEY) if k in fit}
                 if plan.settings.get(CONTEXT_KEY) is not None:
                     predicted[CONTEXT_KEY] = plan.settings[CONTEXT_KEY]
         except Exception:  # noqa: BLE001  no prediction rather than no engine
@@ -331,8 +339,17 @@ class SelfCheck:
     def feed(self, line: str) -> None:
         self.log.feed(line)
 
+    def _prediction(self) -> dict[str, Any] | None:
+        """The plan's first-start figures, or its warm-start ones when the engine loaded its compile cache."""
+        if self.predicted is None:
+            return None
+        warm = self.predicted.get(WARM_KEY)
+        if self.log.compile_cache_hit and isinstance(warm, Mapping):
+            return {**self.predicted, **{k: v for k, v in warm.items() if k in FIT_KEYS}}
+        return self.predicted
+
     def rows(self) -> list[Row]:
-        return compare(self.predicted, self.log.actual())
+        return compare(self._prediction(), self.log.actual())
 
     def warnings(self) -> list[str]:
         out = []
@@ -360,6 +377,9 @@ class SelfCheck:
         if not any(r.actual is not None for r in rows):
             notes.append(f"none of {engine}'s memory lines were seen in {self.log.lines} log lines "
                          "(another engine version?): nothing to compare")
+        if self.log.compile_cache_hit and isinstance((self.predicted or {}).get(WARM_KEY), Mapping):
+            notes.append("vLLM loaded its torch.compile cache (a warm start): compared with the plan's warm-start "
+                         "figures (launch.json fit.warm_start)")
         warns = self.warnings()
         if self.predicted is not None and not warns and any(r.compared for r in rows):
             notes.append(f"every compared figure is within {TOLERANCE:.0%} of the plan")

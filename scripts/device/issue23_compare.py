@@ -25,7 +25,8 @@ def _selfcheck():
 
 def compare(log_text: str, planned: dict) -> tuple[str, dict]:
     sc = _selfcheck()
-    predicted = {k: planned["fit"][k] for k in sc.FIT_KEYS if k in planned["fit"]}
+    # fit.warm_start: the figures the self-check uses when vLLM loads its compile cache
+    predicted = {k: planned["fit"][k] for k in (*sc.FIT_KEYS, sc.WARM_KEY) if k in planned["fit"]}
     predicted[sc.CONTEXT_KEY] = planned["settings"]["max_model_len"]
     check = sc.SelfCheck("vllm", predicted, sc.StartupLog("vllm"))
     for line in log_text.splitlines():

@@ -20,7 +20,8 @@ from hypothesis import strategies as st
 from launcher_support import HERE, ROOT, launcher_env, snap_path
 
 from infra.launcher.progress import Monitor
-from infra.launcher.selfcheck import FIT_KEYS, MAX_LINE_CHARS, TOLERANCE, SelfCheck, StartupLog, compare, parse_log
+from infra.launcher.selfcheck import (FIT_KEYS, MAX_LINE_CHARS, TOLERANCE, WARM_KEY, SelfCheck, StartupLog, compare,
+                                     parse_log)
 
 LOGS = ROOT / "tests" / "fixtures" / "engine-logs"
 VLLM_SEQS14 = "vllm-0.26-h200-120b-seqs14-cap2048.log"
@@ -167,10 +168,30 @@ def test_the_prediction_is_launch_json_fit_object():
     real = plan.to_launch_json()["fit"]
     got = SelfCheck.for_plan("vllm", plan).predicted
     if isinstance(real, dict):
-        assert got == {**{k: real[k] for k in FIT_KEYS if k in real}, "max_model_len": plan.settings["max_model_len"]}
+        assert got == {**{k: real[k] for k in (*FIT_KEYS, WARM_KEY) if k in real},
+                       "max_model_len": plan.settings["max_model_len"]}
     else:  # a text-only fit: no prediction
         assert got is None
     assert SelfCheck.for_plan("vllm", object()).predicted is None  # never raises
+
+
+@pytest.mark.parametrize("start", ["plan-cold", "plan-warm1", "plan-warm2"])
+def test_the_h100_plan_checks_clean_on_its_cold_and_its_warm_starts(start):
+    """Issue 23 (a lent H100, 2026-12-05): the rendered h100-vllm plan predicts a first start (compile-cache miss,
+    331,699 KV tokens logged); a warm start from the cache volume logged 348,555 (+5%), so it is compared with the
+    plan's fit.warm_start, and neither start warns."""
+    from infra.plan import build_plan
+    from infra.stackfile import load_stack
+
+    plan = build_plan(load_stack("h100-vllm"))
+    check = SelfCheck.for_plan("vllm", plan)
+    check.log.feed_text(_log(f"device/vllm-0.26-h100-120b-{start}.log"))
+    assert check.warnings() == [], check.report()
+    warm = start != "plan-cold"
+    assert check.log.compile_cache_hit is warm and ("warm-start figures" in check.report()) is warm
+    # without the warm figures, a warm start is more than 5% above the first-start prediction
+    check.predicted.pop(WARM_KEY)
+    assert bool(check.warnings()) is warm
 
 
 def test_other_tensor_parallel_ranks_are_skipped():
