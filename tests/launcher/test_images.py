@@ -502,7 +502,8 @@ def test_real_start_in_the_image_execs_as_pid_1_without_root(docker, images, tmp
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
     rec = json.loads(next(line for line in r.stdout.splitlines() if line.startswith("STANDIN_RECORD "))[15:])
     assert rec["pid"] == 1 and rec["uid"] == 10001 and rec["home"] == "/home/gptoss"
-    assert rec["argv"][1:] == ["serve", "openai/gpt-oss-120b", "--config", f"{C.CONFIG_DIR}/vllm.yaml"]
+    assert rec["argv"][1:] == ["serve", "openai/gpt-oss-120b", "--config", f"{C.CONFIG_DIR}/vllm.yaml",
+                               "--middleware", C.VLLM_AUTH_MIDDLEWARE]  # API_KEY set: the key on every route
     assert rec["vllm_api_key_set"] and not rec["api_key_in_env"] and "PUBLIC_KEY" not in rec["env"]
     assert "as gptoss" in r.stdout and "WITH_SSH=1" in r.stdout  # SSH asked for, image without sshd: warned, not fatal
     assert CANARIES["API_KEY"] not in r.stdout + r.stderr
