@@ -232,6 +232,8 @@ class EndpointClient:
                         on_event(ev)
                 for ev in dec.flush():
                     on_event(ev)
+                if dec.errors:  # e.g. an event line over the decoder's limit was dropped: say so, not "no event"
+                    raise BadReply(f"POST {path}: {dec.errors[0]}")
                 return resp.status_code, ""
 
         with self._scope():

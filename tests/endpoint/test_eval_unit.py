@@ -16,6 +16,7 @@ from infra.endpoint.evals import data, grading, stats
 from tests.vllm_cpu.eval_answers import final_answer
 
 from .hostile import HostileServer
+from .test_hostile_servers import MARGIN
 from .invoke_helpers import run_task
 
 DATA = Path(__file__).resolve().parent / "data"
@@ -207,7 +208,7 @@ def test_fetch_failures_are_one_line_errors(tmp_path):
         t0 = time.monotonic()
         with pytest.raises(data.DataError, match="ReadTimeout: the dataset download took longer than its 1s"):
             data.fetch(data.Source("x.csv", srv.url, "0" * 64), tmp_path, timeout=1.0)
-        assert time.monotonic() - t0 < 2.5
+        assert time.monotonic() - t0 < 1 + MARGIN  # bounded by the 1 s timeout (MARGIN: a loaded 2-core box)
 
 
 def test_the_real_sources_are_the_reference_harness_urls():
@@ -235,13 +236,13 @@ def test_a_server_that_never_finishes_is_a_one_line_error(capsys, tmp_path):
     last = err.strip().splitlines()[-1]
     assert last == ("eval: 2 of 2 requests failed (first: ReadTimeout: the request took longer than its 1s "
                     "deadline)"), err
-    assert took < 1 + 1 + 1 + 3  # two engine-version probes and the requests (in parallel), each ended at 1 s
+    assert took < 3 + MARGIN  # two engine-version probes and the requests (in parallel), each ended at 1 s
 
 
 def test_the_run_deadline_ends_a_stuck_run(capsys, tmp_path):
     code, err, took = _eval_against("slow_drip", tmp_path, capsys, "--examples", "3", "--concurrency", "1",
                                     "--deadline", "3")
-    assert code == 1 and took < 8, err
+    assert code == 1 and took < 3 + MARGIN, err
     assert "eval run took longer than its 3s deadline" in err.strip().splitlines()[-1]
     items = json.loads((tmp_path / "r" / "eval.json").read_text())["items"]
     assert len(items) == 3 and all(i["error"] for i in items)
@@ -347,3 +348,23 @@ def test_responses_streams_are_read_or_refused_in_one_line(events, status, text,
     assert ans.retryable == (status == 503)
     assert sent == {"model": "m", "input": [{"role": "user", "content": "Q"}], "reasoning": {"effort": "medium"},
                     "temperature": 1.0, "stream": True}
+
+
+@pytest.mark.parametrize("events, error", [
+    # an error event whose `response` is not an object: this item fails, the run goes on
+    (['{"type": "response.failed", "response": "boom"}'], "response.failed event: {'type': 'response.failed', 'response': 'boom'}"),
+    # an event line the decoder drops for its size: named, not "no response.completed"
+    (["{" + '"type": "response.completed", "pad": "' + "x" * (1 << 21) + '"}'], "an SSE line longer than"),
+])
+def test_odd_responses_events_fail_the_item_not_the_run(events, error):
+    from infra.endpoint.client import EndpointClient
+    from infra.endpoint.deadline import Deadline
+    from infra.endpoint.evals import run
+    from infra.endpoint.target import resolve_target
+
+    with _Responses(events, 200) as srv:
+        target = resolve_target(url=f"http://127.0.0.1:{srv.server_address[1]}", model="m")
+        with EndpointClient(target, timeout=10) as client:
+            body = run._responses_body("m", "Q", run.EvalConfig())
+            ans, attempts = run.ask(client, "responses", body, retries=2, deadline=Deadline.after(30, "eval run"))
+    assert not ans.text and error in ans.error and attempts == 1

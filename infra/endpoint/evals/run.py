@@ -124,7 +124,8 @@ def ask_responses(client: EndpointClient, body: dict[str, Any]) -> Answer:
         if kind in ("response.completed", "response.incomplete"):
             final.update(obj.get("response") if isinstance(obj.get("response"), dict) else {"bad": True})
         elif kind in ("error", "response.failed"):
-            err = obj.get("error") or (obj.get("response") or {}).get("error") or obj
+            resp = obj.get("response")
+            err = obj.get("error") or (resp.get("error") if isinstance(resp, dict) else None) or obj
             msg = err.get("message", err) if isinstance(err, dict) else err
             ans.error = f"{kind} event: {printable(msg)}"
 
@@ -166,6 +167,8 @@ def ask(client: EndpointClient, api: str, body: dict[str, Any], retries: int, de
         except httpx.HTTPError as exc:
             ans = Answer(error=f"{type(exc).__name__}: {printable(exc)}",
                          retryable=isinstance(exc, httpx.TransportError))
+        except (AttributeError, KeyError, TypeError, ValueError) as exc:  # a reply of an odd shape: this item fails
+            return Answer(error=f"unexpected reply ({type(exc).__name__}: {printable(exc)})"), attempt
         pause = 2.0 ** (attempt - 1)
         if ans.error is None or not ans.retryable or attempt > retries or deadline.remaining() < pause:
             return ans, attempt
