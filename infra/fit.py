@@ -367,8 +367,8 @@ def _shared_pool_note(i: FitInputs, figures: dict[str, Any], weights: int) -> st
 def _warm_start(i: FitInputs, figures: dict[str, Any]) -> tuple[dict[str, Any], str] | None:
     """vLLM predicts a node's first start (a compile-cache miss, the conservative case); the figures a warm start
     gets (the stack's cache volume makes every later start one), for launch.json and the self-check, and a note."""
-    if i.backend != "vllm" or i.compile_cache_hit or figures["kv_cache_bytes"] <= 0:
-        return None
+    if i.backend != "vllm" or i.compile_cache_hit or figures["kv_cache_bytes"] <= 0 or figures["kv_tokens"] <= 0:
+        return None  # (no KV token at all: the plan does not fit, and FitError says so)
     warm, _, _ = _compute(FitInputs(**{**i.__dict__, "compile_cache_hit": True}))
     if warm["kv_tokens"] <= figures["kv_tokens"]:
         return None

@@ -149,7 +149,8 @@ def api_key_guard_args(backend: str) -> list[str]:
     """Engine options that make the API key cover every route, not only the engine's own prefixes.
     vLLM: the project's ASGI guard (`--middleware`, infra/launcher/authguard.py). SGLang: none needed;
     its `--api-key` check (sglang/srt/utils/auth.py, 0.5.23) covers every HTTP route but /health*,
-    /ready* and /metrics*."""
+    /ready* and /metrics* (/health_generate among them: a one-token generation of its own prompt) and
+    leaves websockets (/v1/realtime, transcription only) unchecked; the README says so."""
     return ["--middleware", C.VLLM_AUTH_MIDDLEWARE] if backend == "vllm" else []
 
 

@@ -50,10 +50,11 @@ class _BoundedLoader(yaml.SafeLoader):
                     continue  # `<<: *alias` merges are allowed to repeat keys
                 key = self.construct_object(key_node, deep=True)
                 try:
+                    repeated = key in seen
                     first = seen.setdefault(key, key_node.start_mark.line + 1)
                 except TypeError:
                     continue  # an unhashable key: the base class reports it
-                if first != key_node.start_mark.line + 1:
+                if repeated:  # also on one line: `{port: 1, port: 2}`
                     raise _DuplicateKey(None, None, f"key {shown(str(key))} is already set at line {first}; the "
                                         "second would replace the first", key_node.start_mark)
         return super().construct_mapping(node, deep=deep)

@@ -13,7 +13,8 @@ has a key (infra.plan.api_key_guard_args). It reads the same VLLM_API_KEY the la
 without the key:
   - GET/HEAD of OPEN_PATHS (/health: the Docker healthcheck, Kubernetes probes, the launcher's
     progress monitor; it reveals nothing and generates nothing);
-  - OPTIONS (CORS preflight; vLLM's and SGLang's own checks let it through too: no route generates on it);
+  - CORS preflights (OPTIONS with Origin and Access-Control-Request-Method), which vLLM's CORSMiddleware
+    answers itself; a bare OPTIONS needs the key (the /metrics Mount answers any method);
   - ASGI scopes other than http/websocket (lifespan).
 A websocket without the key is closed before it is accepted (the client sees HTTP 403).
 
@@ -52,12 +53,20 @@ def bearer_token(headers: list[tuple[bytes, bytes]]) -> bytes | None:
     return None
 
 
+def _is_preflight(headers: list[tuple[bytes, bytes]]) -> bool:
+    """A CORS preflight: OPTIONS with Origin and Access-Control-Request-Method. vLLM's CORSMiddleware (inside
+    this guard) answers it without calling any route. A bare OPTIONS is not one: it reaches the routes, and
+    the /metrics Mount (prometheus_client's ASGI app) answers any method."""
+    names = {name.lower() for name, _ in headers}
+    return b"origin" in names and b"access-control-request-method" in names
+
+
 def is_open(scope: Scope) -> bool:
     """True for requests that need no key (see the module docstring)."""
     if scope["type"] not in ("http", "websocket"):
         return True
     method = scope.get("method", "")
-    if method == "OPTIONS":
+    if method == "OPTIONS" and _is_preflight(scope.get("headers") or []):
         return True
     path = scope.get("path", "")
     root = scope.get("root_path", "")

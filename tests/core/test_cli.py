@@ -198,6 +198,11 @@ def test_a_key_written_twice_is_refused_with_its_line(tmp_path, monkeypatch, cap
 
     doc = read_yaml_bounded(tmp_path / "stacks" / "Pulumi.merged.yaml", "merged")  # a YAML merge may repeat a key
     assert doc["config"]["gptoss-stacks:docker"] == {"host": "ssh://c@d"}
+    # two equal keys on one line (a flow mapping) are refused too
+    flow = tmp_path / "stacks" / "Pulumi.flow.yaml"
+    flow.write_text("config:\n  gptoss-stacks:docker: {host: ssh://a@b, host: unix:///var/run/docker.sock}\n")
+    with pytest.raises(Exception, match="key 'host' is already set at line 2"):
+        read_yaml_bounded(flow, "flow")
 
 
 def test_one_bad_stack_is_one_message(tmp_path, monkeypatch, capsys):

@@ -285,3 +285,16 @@ def test_vllm_graph_counts_follow_the_capture_list():
     assert vllm_cuda_graph_counts(None, 8, 8192) == (5, 4)  # 1, 2, 4, 8, 16; decode up to 8
     assert vllm_cuda_graph_counts(2048, 128, 1024) == (3 + 31 + 49, 19)  # clipped to the 1,024 batched tokens
     assert vllm_cuda_graph_counts(256, 128, 8192, speculative_tokens=3) == (35, 33)  # EAGLE3: 4..256 of the list
+
+
+def test_a_gpu_nearly_full_is_a_fit_report_not_a_crash():
+    """Free memory (NVML, on the host) that leaves a KV budget smaller than one block per layer group: the
+    first start gets 0 KV tokens, the warm one a few; the report says it does not fit (no ZeroDivisionError)."""
+    base = dict(backend="vllm", model=get_model("openai/gpt-oss-120b"), gpu=get_gpu("h100-80gb"), tp=1,
+                max_model_len=8192, max_num_seqs=64, max_num_batched_tokens=8192, fraction=0.9)
+    full = check_fit(FitInputs(**base))
+    kv = full.kv_cache_bytes
+    for spare in (1 << 10, 100 << 10, 300 << 10):
+        free = full.budget_bytes - kv + spare  # vLLM budget = min(fraction x total, free)
+        report = check_fit(FitInputs(**base, free_bytes_per_gpu=free))
+        assert not report.fits and report.kv_tokens == 0

@@ -45,6 +45,8 @@ def test_with_the_key_every_route_still_works(keyed_server):
         assert c.post(srv.url + "/invocations", json=body).status_code == 401
         assert c.get(srv.url + "/metrics", headers=key).status_code == 200
         assert c.get(srv.url + "/health").status_code == 200  # probes need no key
+        # vLLM mounts /metrics for every method: a bare OPTIONS must not read it without the key
+        assert c.request("OPTIONS", srv.url + "/metrics").status_code == 401
 
 
 class _PrefixOnlyAuth(BaseHTTPRequestHandler):

@@ -70,14 +70,19 @@ def test_scheme_is_case_insensitive_as_in_vllm():
     assert _status(sent) == 200
 
 
-def test_open_without_key_health_get_options_and_lifespan():
+def test_open_without_key_health_get_cors_preflight_and_lifespan():
     guard = ApiKeyGuard(None, keys=[KEY])
-    for scope in (_http("/health", "GET"), _http("/health", "HEAD"), _http("/invocations", "OPTIONS"),
-                  _http("/health", "GET", root="/engine")):
+    preflight = _http("/invocations", "OPTIONS")
+    preflight["headers"] += [(b"Origin", b"https://app.example"), (b"Access-Control-Request-Method", b"POST")]
+    for scope in (_http("/health", "GET"), _http("/health", "HEAD"), preflight, _http("/health", "GET", root="/engine")):
         sent, reached = _call(guard, scope)
         assert reached, scope
     sent, reached = _call(guard, _http("/health", "POST"))
     assert _status(sent) == 401
+    # a bare OPTIONS is no preflight: it reaches the routes (vLLM's /metrics Mount answers any method)
+    for path in ("/metrics", "/invocations"):
+        sent, reached = _call(guard, _http(path, "OPTIONS"))
+        assert _status(sent) == 401 and reached == []
     sent, reached = _call(guard, {"type": "lifespan"} | {"path": "lifespan"})
     assert reached == ["lifespan"]
 
