@@ -287,11 +287,14 @@ def run_agentic(target: Target, model: str, cfg: AgenticConfig, console: Any,
     caches = [hit_rate(b, a) for b, a in zip(before, after)]
     q = sum(c["queried_tokens"] or 0 for c in caches)
     h = sum(c["hit_tokens"] or 0 for c in caches)
+    partial = [c["url"] for c in caches if c["queried_tokens"] is None]
     return {"warmup": warm, "level": level, "agentic": {
         "workload": cfg.workload, "sessions": len(sessions), "requests": total,
         "by_turn": by_turn(done),
         "prefix_cache": {"per_endpoint": caches, "queried_tokens": q, "hit_tokens": h,
-                         "hit_rate": (h / q) if q > 0 else None},
+                         "hit_rate": (h / q) if q > 0 else None,
+                         # the total leaves these out (no counters, or a restart between the reads)
+                         **({"partial": True, "left_out": partial} if partial and len(partial) < len(caches) else {})},
     }}
 
 

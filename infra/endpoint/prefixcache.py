@@ -93,6 +93,10 @@ def hit_rate(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
         if queries in after["counters"]:
             dq = after["counters"][queries] - before["counters"].get(queries, 0.0)
             dh = after["counters"].get(hits, 0.0) - before["counters"].get(hits, 0.0)
+            if dq < 0 or dh < 0:  # a counter went down: the engine restarted between the two reads
+                out.update(engine=engine, note="a counter went down between the two reads (the engine restarted): "
+                                               "no rate for this run")
+                return out
             out.update(engine=engine, queried_tokens=dq, hit_tokens=dh, hit_rate=(dh / dq) if dq > 0 else None)
             if dq <= 0:
                 out["note"] = "no prompt token was looked up between the two reads"

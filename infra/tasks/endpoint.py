@@ -371,6 +371,9 @@ def eval(c, stack=None, url=None, api_key_env=None, model=None, eval="gpqa", eff
 
 
 
+MAX_METRICS_URLS = 64  # each is read twice, 10 s at most per read
+
+
 def _agentic_options(c, num, kind, sessions, turns, system_len, tool_result_len, think_time, trace, speed,
                      metrics_url) -> dict[str, Any]:
     """`bench --workload agentic|trace` settings, bounded where they enter."""
@@ -385,6 +388,8 @@ def _agentic_options(c, num, kind, sessions, turns, system_len, tool_result_len,
                          ("tool_result_len", 0, 200_000), ("think_time", 0, 3600), ("speed", 0.001, 1000)):
         if not lo <= out[name] <= hi:
             raise Exit(f"--{name.replace('_', '-')} {out[name]}: must be {lo}-{hi}", code=2)
+    if len(out["metrics_urls"]) > MAX_METRICS_URLS:
+        raise Exit(f"--metrics-url: {len(out['metrics_urls'])} URLs; at most {MAX_METRICS_URLS} (one per engine)", code=2)
     for u in out["metrics_urls"]:
         if not u.startswith(("http://", "https://")):
             raise Exit(f"--metrics-url {u!r}: expected http(s)://host:port/metrics", code=2)

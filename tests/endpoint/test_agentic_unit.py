@@ -55,6 +55,9 @@ def test_hit_rate_is_the_growth_of_hits_over_queries_per_engine():
     assert idle["hit_rate"] is None and "no prompt token" in idle["note"]
     down = hit_rate({"url": "u", "error": "HTTP 401"}, _scrape(VLLM_METRICS))
     assert down["hit_rate"] is None and "HTTP 401" in down["note"]
+    # the engine restarted between the reads: its counters start again from 0, no (negative) rate
+    restarted = hit_rate(after, before)
+    assert restarted["hit_rate"] is None and restarted["queried_tokens"] is None and "restarted" in restarted["note"]
 
 
 def test_agentic_sessions_grow_by_appending_and_repeat_for_a_seed():
@@ -118,3 +121,6 @@ def test_bench_refuses_bad_workload_options_before_any_request(tmp_path, capsys)
     (tmp_path / "t.jsonl").write_text('{"session_id": "a"}\n')
     code, out, err = run_task(["bench", *url, "--workload", "trace", "--trace", str(tmp_path / "t.jsonl")], capsys)
     assert code == 2 and "line 1: field 'timestamp'" in out + err
+    many = ",".join(f"http://127.0.0.1:{9000 + i}/metrics" for i in range(65))
+    code, out, err = run_task(["bench", *url, "--workload", "agentic", "--metrics-url", many], capsys)
+    assert code == 2 and "65 URLs; at most 64" in out + err
