@@ -38,6 +38,10 @@ from infra.endpoint.target import Target
 MAX_TRACE_LINES = 100_000
 MAX_TRACE_LINE_CHARS = 1 << 20
 MAX_SESSION_ID = 128
+# What one run may build before its first request (every body exists up front): generated prompt words
+# (about 7 bytes each) and, for the agentic workload, message slots (each turn holds the whole history).
+MAX_GENERATED_WORDS = 50_000_000
+MAX_HISTORY_SLOTS = 20_000_000
 SEARCH_TOOL: dict[str, Any] = {
     "type": "function",
     "function": {
@@ -106,6 +110,12 @@ def _body(model: str, messages: list[dict[str, Any]], max_tokens: int, cfg: Benc
 
 def agentic_sessions(model: str, cfg: AgenticConfig) -> list[list[Turn]]:
     """The scripted conversations (deterministic from ``cfg.seed``)."""
+    words = cfg.system_len + cfg.sessions * (cfg.task_len + cfg.turns * cfg.tool_result_len)
+    slots = cfg.sessions * cfg.turns * (cfg.turns + 1)  # turn t's body lists 2 + 2t messages
+    if words > MAX_GENERATED_WORDS or slots > MAX_HISTORY_SLOTS:
+        raise TraceError(f"--sessions {cfg.sessions} x --turns {cfg.turns} (tool results of {cfg.tool_result_len} "
+                         f"words) is too large a workload to build up front ({words:,} words, {slots:,} history "
+                         f"slots; at most {MAX_GENERATED_WORDS:,} and {MAX_HISTORY_SLOTS:,}): fewer sessions or turns")
     rng = random.Random(cfg.seed)
     system = (f"You are a coding agent (run {cfg.seed}). Use the tools to inspect the repository, then answer. "
               + _words(rng, cfg.system_len))
@@ -142,6 +152,7 @@ def trace_sessions(path: Path, model: str, cfg: AgenticConfig) -> list[list[Turn
     """The trace's requests grouped by session, each session in timestamp order."""
     rng = random.Random(cfg.seed)
     rows: list[tuple[float, int, str, dict[str, Any]]] = []
+    generated = 0  # input_len words made up for this trace, all held until the run
     try:
         fh = path.open("r", encoding="utf-8", errors="strict")
     except OSError as exc:
@@ -179,6 +190,10 @@ def trace_sessions(path: Path, model: str, cfg: AgenticConfig) -> list[list[Turn
                 words = _field(rec, "input_len", int, where)
                 if not 1 <= words <= 1_000_000:
                     raise TraceError(f"{where}: field 'input_len' {words} must be 1-1000000 (or give 'messages')")
+                generated += words
+                if generated > MAX_GENERATED_WORDS:
+                    raise TraceError(f"{where}: the trace's input_len words add up to more than "
+                                     f"{MAX_GENERATED_WORDS:,}; split the trace")
                 messages = [{"role": "user", "content": _words(rng, words)}]
             tools = rec.get("tools")
             if tools is not None and not isinstance(tools, list):

@@ -60,20 +60,10 @@ RESPONSES_EXPECTATIONS: list[tuple[str, tuple[int, ...], dict[str, bool], str]] 
 
 
 def server_version(ctx: Context) -> tuple[str | None, str | None]:
-    """(backend, version), asked once per run: vLLM's GET /version, SGLang's GET /server_info."""
-    if "server" in ctx.memo:
-        return ctx.memo["server"]
-    backend, version = ctx.target.backend, None
-    probes = [("vllm", "/version"), ("sglang", "/server_info")]
-    for name, path in probes:
-        if backend not in (None, name):
-            continue
-        r = ctx.client.root_get(path)
-        if r.ok and isinstance(r.body.get("version"), str):
-            backend, version = backend or name, printable(r.body["version"][:40])
-            break
-    ctx.memo["server"] = (backend, version)
-    return backend, version
+    """(backend, version), asked once per run (EndpointClient.engine_version)."""
+    if "server" not in ctx.memo:
+        ctx.memo["server"] = ctx.client.engine_version()
+    return ctx.memo["server"]
 
 
 def responses_expectation(backend: str | None, version: str | None) -> tuple[dict[str, bool], str]:
@@ -297,7 +287,8 @@ def check_responses_tool_loop(ctx: Context) -> tuple[str, dict]:
     out = parse_output(ctx, final, "responses_tool_loop")
     _require(not out["calls"], f"called a tool again instead of answering (items: {out['order']})")
     _require(out["text"].strip() != "", f"no final message (items: {out['order']})")
-    _require(str(temp) in out["text"], f"the final message does not use the tool result (temperature_c {temp} "
+    # a whole number, not part of another ("2020" does not contain the result 20)
+    _require(re.search(rf"(?<![\d.]){temp}(?![\d])", out["text"]) is not None, f"the final message does not use the tool result (temperature_c {temp} "
              f"not in {printable(out['text'], 80)!r})")
     return f"function_call_output -> a final message that uses it ({temp} C)", {"temperature_c": temp}
 

@@ -106,6 +106,10 @@ def error_head(resp: httpx.Response) -> str:
     return printable(head.decode("utf-8", "replace").strip())
 
 
+# Where each engine says its version (a route beside /v1, JSON with a `version` field).
+ENGINE_VERSION_ROUTES = (("vllm", "/version"), ("sglang", "/server_info"))
+
+
 class EndpointClient:
     def __init__(self, target: Target, timeout: float = 60.0, transport: httpx.BaseTransport | None = None,
                  deadline: Deadline | None = None, max_connections: int = 64):
@@ -169,6 +173,22 @@ class EndpointClient:
     def root_get(self, path: str) -> Reply:
         """GET a route beside /v1 (vLLM's /version, SGLang's /server_info)."""
         return self._send("GET", self._root(path), headers=self.target.headers())
+
+    def engine_version(self) -> tuple[str | None, str | None]:
+        """(backend, version): vLLM answers GET /version, SGLang GET /server_info, each with a ``version``
+        field; only the target's own backend is asked when it is known. (None, None) when neither answers."""
+        backend = self.target.backend
+        for name, path in ENGINE_VERSION_ROUTES:
+            if backend not in (None, name):
+                continue
+            try:
+                r = self.root_get(path)
+            except httpx.HTTPError:
+                continue
+            version = r.body.get("version") if r.ok and isinstance(r.body, dict) else None
+            if isinstance(version, str):
+                return backend or name, printable(version[:60])
+        return backend, None
 
     def probe(self, method: str, path: str, body: dict[str, Any] | None = None, *, with_key: bool = False) -> Reply:
         """One request to a route beside /v1 (or under it, path starting with /v1), by default without

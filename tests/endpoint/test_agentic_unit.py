@@ -124,3 +124,15 @@ def test_bench_refuses_bad_workload_options_before_any_request(tmp_path, capsys)
     many = ",".join(f"http://127.0.0.1:{9000 + i}/metrics" for i in range(65))
     code, out, err = run_task(["bench", *url, "--workload", "agentic", "--metrics-url", many], capsys)
     assert code == 2 and "65 URLs; at most 64" in out + err
+
+
+def test_a_workload_too_large_to_build_is_refused_before_anything_is_built(tmp_path, monkeypatch):
+    from infra.endpoint import agentic
+
+    with pytest.raises(TraceError, match="too large a workload"):
+        agentic_sessions("m", AgenticConfig(sessions=4096, turns=1000))
+    monkeypatch.setattr(agentic, "MAX_GENERATED_WORDS", 1500)  # the bound's value; the counting is the real one
+    trace = tmp_path / "big.jsonl"
+    trace.write_text("".join(f'{{"session_id": "s{i}", "timestamp": {i}, "input_len": 1000}}\n' for i in range(3)))
+    with pytest.raises(TraceError, match="line 2: the trace's input_len words add up to more than 1,500"):
+        trace_sessions(trace, "m", AgenticConfig())

@@ -130,6 +130,11 @@ def test_cache_aware_keeps_conversations_where_their_prefix_is(router, workers, 
     assert all(q and q > 0 for q in rr_workers)  # round robin used both
 
 
+# Long enough to be still in flight after the removal, the 3 s settle and the preStop pause (about 20 s in
+# all): the tiny model decodes one stream at ~120 tok/s on an idle 2-core machine, so 4,500 tokens take ~37 s.
+LONG_TOKENS = 4500
+
+
 def _running(worker) -> float:
     text = httpx.get(worker.url + "/metrics", headers={"Authorization": f"Bearer {KEY}"}, timeout=5).text
     return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith("vllm:num_requests_running"))
@@ -149,7 +154,7 @@ def test_a_worker_scaled_down_mid_run_drains_and_a_new_one_is_used(router, worke
     hdr = {"Authorization": f"Bearer {KEY}"}
     # a long request first: the worker it lands on is the one scaled down while it is in flight
     long_body = {"model": workers[0].alias, "messages": [{"role": "user", "content": "Write a long story."}],
-                 "max_tokens": 3000, "ignore_eos": True}
+                 "max_tokens": LONG_TOKENS, "ignore_eos": True}
     long_reply: dict = {}
     long_req = threading.Thread(target=lambda: long_reply.update(r=httpx.post(
         r.url + "/v1/chat/completions", json=long_body, headers=hdr, timeout=300)), daemon=True)
@@ -177,7 +182,7 @@ def test_a_worker_scaled_down_mid_run_drains_and_a_new_one_is_used(router, worke
     victim.proc.wait(timeout=drain.shutdown_timeout_seconds + 30)
     long_req.join(timeout=60)
     reply = long_reply["r"]
-    assert reply.status_code == 200 and reply.json()["usage"]["completion_tokens"] == 3000  # it finished
+    assert reply.status_code == 200 and reply.json()["usage"]["completion_tokens"] == LONG_TOKENS  # it finished
     assert "draining in-flight requests" in victim.log_path.read_text(errors="replace")
     load.join(timeout=240)
     assert not load.is_alive()

@@ -190,17 +190,9 @@ def extract(eval_name: str, text: str) -> str | None:
 
 
 def engine_version(client: EndpointClient) -> dict[str, str | None]:
-    """vLLM answers GET /version, SGLang GET /server_info; each with a ``version`` field."""
-    root = client.target.base_url[: -len("/v1")]
-    for path, backend in (("/version", "vllm"), ("/server_info", "sglang")):
-        try:
-            reply = client._send("GET", root + path, headers=client.target.headers())  # the client's bounded GET
-        except httpx.HTTPError:
-            continue
-        version = reply.body.get("version") if reply.ok else None
-        if isinstance(version, str):
-            return {"backend": client.target.backend or backend, "version": printable(version, 60)}
-    return {"backend": client.target.backend, "version": None}
+    """The engine and its version for the report (EndpointClient.engine_version)."""
+    backend, version = client.engine_version()
+    return {"backend": backend, "version": version}
 
 
 def project_commit(repo: Path = REPO_ROOT) -> dict[str, Any]:
@@ -298,14 +290,19 @@ def run_eval(target: Target, cfg: EvalConfig, examples: list[Example], dataset: 
     }
 
 
+MAX_EARLIER_REPORT_BYTES = 32 << 20
+
+
 def earlier_runs(result: dict[str, Any], out_root: Path, limit: int = 500) -> list[dict[str, Any]]:
     """The latest earlier report per other effort under ``out_root`` (``*/eval.json``) for the same
     model, eval and endpoint, so that the plot shows low, medium and high once each has been run."""
     latest: dict[str, dict[str, Any]] = {}
     for path in sorted(out_root.glob("*/eval.json"))[-limit:]:
         try:
+            if path.stat().st_size > MAX_EARLIER_REPORT_BYTES:
+                continue  # not one of ours (a full run's report is a few MB)
             other = json.loads(path.read_text())
-            same = all(other.get(k) == result[k] for k in ("model", "eval")) and \
+            same = all(other.get(k) == result[k] for k in ("model", "eval", "api")) and \
                 other["target"]["base_url"] == result["target"]["base_url"]
             if same and other["effort"] != result["effort"] and other["effort"] in stats.EFFORTS:
                 g = other["gate"]
