@@ -1,8 +1,8 @@
-"""Container env vars the seeds document -> plan overrides (layer 4 of the precedence).
+"""Container env vars the image READMEs document -> plan overrides (layer 4 of the precedence).
 
 The launcher passes `os.environ`; the plan applies what this returns on top of the stack config.
-Each seed variable maps to one setting; values are validated here so a bad value fails with one
-clear line before the engine starts. Legacy names (the seeds' Dynamo parser names) are mapped to
+Each such variable maps to one setting; values are validated here so a bad value fails with one
+clear line before the engine starts. Legacy names (the gpt-oss-sglang READMEs' NVIDIA Dynamo parser names, DYN_*) are mapped to
 the engine's own names with a warning.
 """
 from __future__ import annotations
@@ -91,7 +91,7 @@ ENV_VARS: tuple[tuple[str, str, Callable[[str, str], Any], tuple[str, ...]], ...
     ("ATTENTION_BACKEND", "attention_backend", _str, ("vllm", "sglang")),
 )
 
-# The seeds' parser names come from NVIDIA Dynamo, not from the engines themselves.
+# The gpt-oss-sglang image and RunPod READMEs' parser names come from NVIDIA Dynamo, not from the engines themselves.
 LEGACY_VALUES: dict[tuple[str, str], dict[str, str]] = {
     ("sglang", "tool_call_parser"): {"harmony": "gpt-oss", "gpt_oss": "gpt-oss", "openai": "gpt-oss"},
     ("sglang", "reasoning_parser"): {"gpt_oss": "gpt-oss", "harmony": "gpt-oss"},
@@ -121,7 +121,7 @@ def normalise(backend: str, setting: str, value: Any) -> tuple[Any, str | None]:
 
 
 def parse_env(env: Mapping[str, str], backend: str) -> EnvOverrides:
-    """Read the seed env vars that apply to `backend`. Raises EnvError on the first bad value."""
+    """Read the image READMEs' env vars that apply to `backend`. Raises EnvError on the first bad value."""
     out = EnvOverrides()
     for name, setting, conv, backends in ENV_VARS:
         raw = env.get(name)

@@ -2,11 +2,11 @@
 
 Precedence, lowest to highest, for every setting:
 
-  1. catalogue default    infra/catalogue/presets.yaml `defaults[backend]` (the seeds' image defaults)
+  1. catalogue default    infra/catalogue/presets.yaml `defaults[backend]` (the image READMEs' defaults)
   2. GPU preset           every matching row of `presets` (backend x GPU/arch x model x TP x speculative),
                           in file order, so specific rows override generic ones
   3. stack config         fields the stack file sets (`gptoss-stacks:<field>`)
-  4. container env        seed env vars set on the container (MAX_MODEL_LEN, MEM_FRACTION_STATIC, ...),
+  4. container env        the image READMEs' env vars set on the container (MAX_MODEL_LEN, MEM_FRACTION_STATIC, ...),
                           applied by the in-image launcher through infra.envmap
   5. extra_args           appended last to the engine command line; an option given here removes the
                           same option (and its negation) set by any lower layer

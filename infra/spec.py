@@ -267,11 +267,11 @@ class KubernetesTarget(_Section):
 
 class RunpodTarget(_Section):
     cloud_type: Literal["SECURE", "COMMUNITY"] = "SECURE"
-    volume_gb: int = Field(100, ge=20)  # seeds: 100 GB (120b weights ~63 GB + compile caches)
+    volume_gb: int = Field(100, ge=20)  # the RunPod READMEs: 100 GB (120b weights ~63 GB + compile caches)
     container_disk_gb: int = Field(50, ge=10)
     network_volume_id: str | None = None  # reuse HF + compile caches across pods
     data_center_id: str | None = None
-    ssh: bool = True  # expose 22/tcp for the seeds' SSH tunnel
+    ssh: bool = True  # expose 22/tcp for the RunPod READMEs' SSH tunnel
     # Id of a container-registry credential made in the RunPod console (Settings > Container Registry
     # Auth). RunPod's API cannot create one and a Pod cannot carry one, so a private image goes through
     # a private Template that references it.
@@ -327,7 +327,7 @@ class StackSpec(BaseModel):
     port: int = Field(C.DEFAULT_PORT, ge=1, le=65535)
     served_model_name: str | None = None  # default: the model id
     api_key_mode: Literal["auto", "none", "config", "generate"] = "auto"
-    ssh_public_key: str | None = None  # PUBLIC_KEY/SSH_PUBLIC_KEY for the seeds' SSH access
+    ssh_public_key: str | None = None  # PUBLIC_KEY/SSH_PUBLIC_KEY for the image READMEs' SSH access
 
     target: Literal["docker", "kubernetes", "runpod"] = "docker"
     docker: DockerTarget | None = None
@@ -370,7 +370,7 @@ class StackSpec(BaseModel):
 
     @property
     def resolved_tp(self) -> int:
-        """TP: explicit, else the seeds' rule (120b: all GPUs, 20b: 1)."""
+        """TP: explicit, else the image READMEs' rule (120b: all GPUs, 20b: 1)."""
         if self.tensor_parallel != "auto":
             return int(self.tensor_parallel)
         return self.gpu_count if self.model == "openai/gpt-oss-120b" else 1

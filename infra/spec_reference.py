@@ -83,8 +83,7 @@ def _rows(cls: type, prefix: str = "") -> list[str]:
             continue
         symbols = {"ge": ">=", "le": "<=", "gt": ">", "lt": "<"}
         bounds = ", ".join(f"{symbols[k]} {getattr(m, k)}" for m in field.metadata for k in symbols if hasattr(m, k))
-        # User text names the source documents, not the project brief's numbering.
-        note = notes.get(name, "").replace("the seeds'", "the image READMEs'").replace("seeds:", "the image READMEs:")
+        note = notes.get(name, "")
         if bounds:
             note = f"{note} ({bounds})".strip()
         rows.append(f"| `{prefix}{name}` | {_type(ann, name)} | {_default(field)} | {note} |")

@@ -288,7 +288,7 @@ def match_gpu_name(device_name: str) -> GPU | None:
 
 
 def expected_tok_s(gpu_id: str, model_id: str, backend: str) -> dict[str, Any] | None:
-    """What the seeds expect for decode speed on this GPU, or None where they say nothing."""
+    """What the image READMEs and the vLLM gpt-oss recipe expect for decode speed on this GPU, or None where they say nothing."""
     for row in _presets_doc().get("expected_tok_s", []):
         if (row["gpu"], row["model"], row["backend"]) == (gpu_id, model_id, backend):
             return {k: row[k] for k in ("single_stream", "batched", "source")}

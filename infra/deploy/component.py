@@ -73,7 +73,7 @@ def labels_for(spec, plan) -> dict[str, str]:
 
 
 def client_env_text(stack: str, base_url: str, model: str, api_key: str | None) -> str:
-    """The seeds' client `.env` (LLM_BASE_URL, OPENAI_API_KEY) plus the OpenAI SDK's own names."""
+    """The image READMEs' client `.env` (LLM_BASE_URL, OPENAI_API_KEY) plus the OpenAI SDK's own names."""
     key = api_key if api_key else "dummy"
     return (
         f"# gptoss-stacks stack {stack}\n"

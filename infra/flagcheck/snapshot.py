@@ -57,7 +57,7 @@ REMOVED = {
     "sglang": {},
 }
 
-# Known cross-engine mix-ups (the seeds carry Dynamo's / vLLM's names).
+# Known cross-engine mix-ups (the gpt-oss-sglang READMEs carry Dynamo's / vLLM's names).
 VALUE_HINTS = {
     "vllm": {
         "tool_call_parsers": {"harmony": "openai", "gpt-oss": "openai", "gpt_oss": "openai"},

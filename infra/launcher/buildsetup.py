@@ -6,7 +6,7 @@ from the environment (Docker exposes ARGs to RUN):
 
   BASE_IMAGE, BASE_DIGEST, ALLOW_UNPINNED_BASE  refuse an unpinned base unless explicitly allowed
   TIKTOKEN_DOWNLOAD=1                           fetch the Harmony encodings when the context lacks them
-  WITH_SSH=1                                    install openssh-server (apt) for the seeds' SSH option
+  WITH_SSH=1                                    install openssh-server (apt) for the image READMEs' SSH option
   GPTOSS_PLATFORM                               cuda | blackwell | rocm (pynvml is required off ROCm)
 
 Every failure is one line naming the build arg and the fix.

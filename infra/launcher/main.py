@@ -5,9 +5,9 @@
 
 Steps (all refusals happen before the engine starts: one line on stderr, exit code 2):
 1. the stack spec: GPTOSS_STACK_SPEC (written by the deploy from the stack file) or, for a plain
-   `docker run IMAGE` as in the seeds, `gpu: auto` with the image's backend;
+   `docker run IMAGE` as in the image READMEs, `gpu: auto` with the image's backend;
 2. GPUs from NVML (or a snapshot file) -> catalogue GPU, count, free memory (infra.launcher.detect);
-3. infra.plan.build_plan with the container env as layer 4 (infra.envmap reads the seed variables),
+3. infra.plan.build_plan with the container env as layer 4 (infra.envmap reads the image READMEs' variables),
    the detected GPU (a declared GPU that differs is refused unless the stack says auto) and the
    memory really free (fit check);
 4. secrets: the API key goes to vLLM as VLLM_API_KEY and to SGLang in a 0600 --config file, never on
@@ -71,7 +71,7 @@ def redact_argv(argv: list[str]) -> list[str]:
 
 
 def _flag(name: str, raw: str | None, default: bool) -> bool:
-    from infra.envmap import EnvError, parse_bool  # the seeds' true/false spelling, shared with envmap
+    from infra.envmap import EnvError, parse_bool  # the image READMEs' true/false spelling, shared with envmap
 
     if raw is None or raw == "":
         return default
@@ -133,13 +133,13 @@ def spec_from_env(env: Mapping[str, str], backend: str):
             raise LaunchError(f"{C.SPEC_ENV} is not valid JSON ({exc}); it is written by the deploy: redeploy the stack") from None
         if not isinstance(data, dict):
             raise LaunchError(f"{C.SPEC_ENV} holds a JSON {type(data).__name__}, not the stack object the deploy writes: "
-                              "redeploy the stack (or unset it for the seeds' plain `docker run`)")
+                              "redeploy the stack (or unset it for a plain `docker run` as in the image READMEs)")
         if data.get("backend") not in (None, backend):
             raise LaunchError(f"{C.SPEC_ENV}: the stack is for backend {data.get('backend')!r} but this is the {backend} image; "
                               f"use the gptoss-{data.get('backend')} image")
         data["backend"] = backend
     else:
-        # The seeds' `docker run IMAGE`: everything from the env and the GPU found.
+        # The image READMEs' `docker run IMAGE`: everything from the env and the GPU found.
         data = {"backend": backend, "gpu": "auto"}
     secrets = set()
     if env.get("API_KEY"):
@@ -206,7 +206,7 @@ def prepare(env: Mapping[str, str], backend: str, snapshot=None, *, dry_run: boo
 
     spec = spec_from_env(env, backend)
     try:
-        parse_env(env, backend)  # bad seed variables fail first, even where there is no GPU to detect
+        parse_env(env, backend)  # bad image-README variables fail first, even where there is no GPU to detect
     except EnvError as exc:
         raise LaunchError(str(exc)) from None
     detection = None
@@ -254,7 +254,7 @@ def prepare(env: Mapping[str, str], backend: str, snapshot=None, *, dry_run: boo
         engine_env.pop(name, None)
         inherited.discard(name)
     if env.get("HUGGING_FACE_HUB_TOKEN") and not env.get("HF_TOKEN"):
-        engine_env["HF_TOKEN"] = env["HUGGING_FACE_HUB_TOKEN"]  # seeds' name; huggingface_hub reads HF_TOKEN
+        engine_env["HF_TOKEN"] = env["HUGGING_FACE_HUB_TOKEN"]  # the image READMEs' name; huggingface_hub reads HF_TOKEN
         inherited.discard("HF_TOKEN")
 
     argv = list(plan.argv)
@@ -268,7 +268,7 @@ def prepare(env: Mapping[str, str], backend: str, snapshot=None, *, dry_run: boo
         raise LaunchError("API_KEY is not set but this stack requires an API key (api_key_mode "
                           f"{spec.api_key_mode!r}, endpoint not loopback-only): pass -e API_KEY=<key> or the deploy's secret")
     if api_key and not wants_key:
-        wants_key = True  # the seeds: API_KEY set -> auth on
+        wants_key = True  # the image READMEs: API_KEY set -> auth on
     if wants_key:
         if backend == "vllm":
             engine_env["VLLM_API_KEY"] = api_key  # vLLM reads it; keeps the key out of argv/ps

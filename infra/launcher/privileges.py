@@ -1,6 +1,6 @@
 """Run the engine as the image's unprivileged user when the launcher starts as root.
 
-The launcher starts as root only so that optional sshd can start (seeds: RunPod SSH); the engine
+The launcher starts as root only so that optional sshd can start (the RunPod READMEs' SSH); the engine
 itself never needs root. It keeps root only when told to (GPTOSS_RUN_AS_ROOT=true), when the image
 has no engine user, or when the cache mount is not writable by that user (a host directory owned by
 root): then it says so and how to fix it.

@@ -1,4 +1,4 @@
-"""Optional SSH, as the seeds describe it (RunPod's SSH tunnel):
+"""Optional SSH, as the image and RunPod READMEs describe it (RunPod's SSH tunnel):
 
 - key login when SSH_PUBLIC_KEY (wins) or PUBLIC_KEY (RunPod injects it from the account) is set;
 - password login only when SSH_PASSWORD is set, with a loud warning;
@@ -86,7 +86,7 @@ def sshd_config(plan: SshPlan) -> str:
         f"PasswordAuthentication {password}\n"
         "KbdInteractiveAuthentication no\n"
         "PermitEmptyPasswords no\n"
-        "AllowTcpForwarding yes\n"  # the seeds' use: ssh -L 8000:localhost:8000
+        "AllowTcpForwarding yes\n"  # the READMEs' use: ssh -L 8000:localhost:8000
         "X11Forwarding no\n"
     )
 

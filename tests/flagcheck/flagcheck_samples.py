@@ -1,4 +1,4 @@
-"""Hand-written launch.json samples (from the seeds) for the flag-check tests."""
+"""Hand-written launch.json samples (from the image READMEs) for the flag-check tests."""
 from __future__ import annotations
 
 VLLM = ["vllm", "serve", "openai/gpt-oss-120b"]

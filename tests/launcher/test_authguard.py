@@ -135,7 +135,7 @@ def test_with_api_key_guard_is_idempotent():
 
 
 def test_the_launcher_adds_the_guard_when_api_key_is_set_on_a_keyless_image_start():
-    """A plain `docker run -e API_KEY=... IMAGE` (the seeds' way): no stack spec, auth turned on by the
+    """A plain `docker run -e API_KEY=... IMAGE` (the image READMEs' way): no stack spec, auth turned on by the
     env var; the guard comes with VLLM_API_KEY, and the key stays out of argv."""
     from launcher_support import clean_env, snapshot
 

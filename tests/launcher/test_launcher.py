@@ -1,4 +1,4 @@
-"""The launcher's decisions: seed env vars, the seeds' auto-detection table, refusals, secrets.
+"""The launcher's decisions: the image READMEs' env vars and auto-detection table, refusals, secrets.
 
 `prepare()` runs the real core (spec, envmap, presets, fit, plan); only the GPUs come from snapshots.
 """

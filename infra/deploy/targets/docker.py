@@ -111,7 +111,7 @@ def gpu_devices(spec, plan) -> dict:
 
 def gpu_request_count(spec, plan) -> int:
     """GPUs to hand the container: the plan's count (TP), except when the launcher is to size TP
-    from what it finds (gpu auto, tensor_parallel auto, 120b: all GPUs, as the seeds do): -1 = all."""
+    from what it finds (gpu auto, tensor_parallel auto, 120b: all GPUs, as the image READMEs do): -1 = all."""
     if spec.gpu == "auto" and spec.tensor_parallel == "auto" and spec.model.endswith("120b"):
         return -1
     return int(plan.gpu_count)
@@ -196,7 +196,7 @@ class DockerTarget:
             mounts=[docker.ContainerMountArgs(target=C.CACHE_ROOT, type="volume", source=volume.name)],
             ports=[docker.ContainerPortArgs(internal=int(plan.port), external=port, ip=settings.publish_address, protocol="tcp")],
             # NCCL and the engines' worker processes share memory through /dev/shm: host IPC as in
-            # the seeds' `--ipc=host`; shm_size only matters if an operator switches IPC to private.
+            # the image READMEs' `--ipc=host` (gpt-oss-vllm, gpt-oss-sglang); shm_size only matters if an operator switches IPC to private.
             ipc_mode="host",
             shm_size=settings.shm_size_mb,
             healthcheck=healthcheck(spec, plan),

@@ -329,7 +329,7 @@ def deployment_spec(stack: str, spec, plan, *, image: Any, secret_vars: list[str
         "securityContext": S.pod_security_context(settings.supplemental_groups),
         "volumes": [
             W.cache_volume(settings, names["cache"]),
-            # NCCL and the engines' workers share memory through /dev/shm (the seeds' --ipc=host).
+            # NCCL and the engines' workers share memory through /dev/shm (the image READMEs' --ipc=host).
             {"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": f"{settings.shm_size_gi}Gi"}},
             *S.writable_volumes(),
         ],

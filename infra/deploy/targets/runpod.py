@@ -1,4 +1,4 @@
-"""RunPod target: one GPU pod, as the seeds set it up by hand (issue 6), with the `runpodinfra`
+"""RunPod target: one GPU pod, as the gpt-oss-vllm and gpt-oss-sglang RunPod READMEs set it up by hand (issue 6), with the `runpodinfra`
 Pulumi SDK (resource `runpod:index:Pod`; provider token from the `runpod:token` config secret).
 
 Interface (same protocol as the Docker target, infra/deploy/targets/base.py):
@@ -8,13 +8,13 @@ Interface (same protocol as the Docker target, infra/deploy/targets/base.py):
     target.build_host(spec) -> None      # the image is pushed; RunPod pulls it
     result = target.deploy(ctx)          # ctx: TargetContext -> TargetResult
 
-The seeds' pod, field by field (`pod_args` builds it as plain data, tests compare it):
+The RunPod READMEs' pod, field by field (`pod_args` builds it as plain data, tests compare it):
     GPU type            catalogue `runpod_id` (H200, H100 80GB HBM3, A100-SXM4-80GB, L40S, RTX 4090)
     image               the pushed ref (tag@digest) from the image build
-    volume              runpod.volume_gb (100 GB, seeds) at CACHE_ROOT, or a network volume
+    volume              runpod.volume_gb (100 GB, the RunPod READMEs) at CACHE_ROOT, or a network volume
                         (runpod.network_volume_id) reused across pods for the HF + compile caches
     ports               "8000/tcp,22/tcp": TCP, not RunPod's HTTP proxy (its ~30 s Cloudflare
-                        timeout cuts long generations, seeds); 22 only with runpod.ssh
+                        timeout cuts long generations, the RunPod READMEs); 22 only with runpod.ssh
     env                 the launch plan's env (plain) + API_KEY, HF_TOKEN, SSH_PASSWORD and the
                         stack's SSH public key as Pulumi secrets (RunPod also injects PUBLIC_KEY
                         from the account settings itself)
@@ -167,7 +167,7 @@ def direct_endpoint(spec, plan) -> str:
 
 
 def tunnel_command(spec, plan) -> list[str] | None:
-    """The seeds' Option B: forward the API port over the pod's SSH (22/tcp), then use localhost."""
+    """The RunPod READMEs' Option B: forward the API port over the pod's SSH (22/tcp), then use localhost."""
     if not spec.target_settings.ssh:
         return None
     port = str(spec.port)

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Rendered by gptoss-stacks for stack b200-vllm (vllm, openai/gpt-oss-120b, b200-180gb).
 # The same container `pulumi up` runs, for people who do not use Pulumi.
-# The image's entrypoint (the launcher) rebuilds this plan from GPTOSS_STACK_SPEC plus any seed env
+# The image's entrypoint (the launcher) rebuilds this plan from GPTOSS_STACK_SPEC plus any image-README env
 # vars you add (-e MAX_MODEL_LEN=...), writes vllm.yaml, checks the GPU it finds, then execs:
 #   vllm serve openai/gpt-oss-120b --config /etc/gptoss/vllm.yaml --middleware infra.launcher.authguard.ApiKeyGuard
 # Secrets are read from YOUR shell environment and passed by name only: API_KEY.

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Rendered by gptoss-stacks for stack l40s-sglang-20b (sglang, openai/gpt-oss-20b, l40s-48gb).
 # The same container `pulumi up` runs, for people who do not use Pulumi.
-# The image's entrypoint (the launcher) rebuilds this plan from GPTOSS_STACK_SPEC plus any seed env
+# The image's entrypoint (the launcher) rebuilds this plan from GPTOSS_STACK_SPEC plus any image-README env
 # vars you add (-e MAX_MODEL_LEN=...), writes sglang.args, checks the GPU it finds, then execs:
 #   python3 -m sglang.launch_server --model-path openai/gpt-oss-20b --served-model-name openai/gpt-oss-20b --host 0.0.0.0 --port 8000 --tp-size 1 --context-length 131072 --mem-fraction-static 0.9 --max-running-requests 128 --chunked-prefill-size 8192 --tool-call-parser gpt-oss --reasoning-parser gpt-oss --attention-backend triton
 # Secrets are read from YOUR shell environment and passed by name only: API_KEY.
