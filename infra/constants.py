@@ -107,3 +107,7 @@ K8S_METRICS_POD_LABELS = {"app.kubernetes.io/name": "prometheus"}
 # vLLM's own API-key check covers only /v1, /v2, /inference, /cohere; this ASGI middleware (added with
 # `--middleware` whenever the engine has a key) guards every other route too (infra/launcher/authguard.py).
 VLLM_AUTH_MIDDLEWARE = "infra.launcher.authguard.ApiKeyGuard"
+
+# The container env that turns on SSH into the container (the launcher's sshd; infra/launcher/ssh.py):
+# consumed by the launcher, never passed to the engine, refused on Kubernetes.
+SSH_ENV_VARS = ("SSH_PASSWORD", "SSH_PUBLIC_KEY", "PUBLIC_KEY")

@@ -643,7 +643,7 @@ def _refuse_ssh_on_kubernetes(spec: "StackSpec") -> None:
     found = [("ssh_password", "<hidden>")] if "ssh_password" in spec.secrets_set else []
     if spec.ssh_public_key:
         found.append(("ssh_public_key", "<key>"))
-    found += [(f"env.{name}", "<hidden>") for name in ("SSH_PASSWORD", "SSH_PUBLIC_KEY", "PUBLIC_KEY") if name in spec.env]
+    found += [(f"env.{name}", "<hidden>") for name in C.SSH_ENV_VARS if name in spec.env]
     if found:
         field, shown_value = found[0]
         raise SpecError(field, shown_value, "SSH into the pods is refused on kubernetes (sshd needs root in the pod)",

@@ -134,6 +134,13 @@ class Context:
         return body
 
 
+def server_version(ctx: Context) -> tuple[str | None, str | None]:
+    """(backend, version), asked once per run (EndpointClient.engine_version)."""
+    if "server" not in ctx.memo:
+        ctx.memo["server"] = ctx.client.engine_version()
+    return ctx.memo["server"]
+
+
 def _require(cond: bool, msg: str) -> None:
     if not cond:
         raise CheckFailed(msg)
@@ -354,12 +361,7 @@ def check_tool_choice_required(ctx: Context) -> tuple[str, dict]:
     """tool_choice='required' with a prompt that does not ask for the tool: a call must come back
     where the engine version enforces it; elsewhere a missing call is reported, not failed. A reply
     that says finish_reason 'tool_calls' but carries no call fails everywhere."""
-    version = None
-    if ctx.target.backend in (None, "vllm"):
-        r = ctx.client.version()
-        if r.ok and isinstance(r.body.get("version"), str):
-            version = r.body["version"][:40]
-    backend = ctx.target.backend or ("vllm" if version else None)
+    backend, version = server_version(ctx)
     enforced, why = required_expectation(backend, version)
     body = _ok_reply(ctx.client.chat(ctx.base_body([{"role": "user", "content": REQUIRED_PROMPT}],
                                                    tools=TOOLS, tool_choice="required")), "tool_choice=required")

@@ -16,7 +16,7 @@ from typing import Any
 
 from infra.endpoint.checks import (
     TOOL_PROMPT, WEATHER_TOOL, CheckFailed, Context, _first_choice, _ok_reply, _record_message,
-    _require, _version_tuple, validate_tool_calls,
+    _require, _version_tuple, server_version, validate_tool_calls,
 )
 from infra.endpoint.client import Reply
 from infra.endpoint.harmony import find_leaks
@@ -57,13 +57,6 @@ RESPONSES_EXPECTATIONS: list[tuple[str, tuple[int, ...], dict[str, bool], str]] 
      "counts, harmony streams response.reasoning_text.delta, and text.format json_schema is refused for "
      "gpt-oss ('structured output (text.format) is not supported with gpt-oss models', HTTP 400)"),
 ]
-
-
-def server_version(ctx: Context) -> tuple[str | None, str | None]:
-    """(backend, version), asked once per run (EndpointClient.engine_version)."""
-    if "server" not in ctx.memo:
-        ctx.memo["server"] = ctx.client.engine_version()
-    return ctx.memo["server"]
 
 
 def responses_expectation(backend: str | None, version: str | None) -> tuple[dict[str, bool], str]:

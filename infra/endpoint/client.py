@@ -166,10 +166,6 @@ class EndpointClient:
         base = self.target.base_url
         return (base[: -len("/v1")] if base.endswith("/v1") else base) + path
 
-    def version(self) -> Reply:
-        """vLLM's GET /version (beside /v1): {"version": "0.32.0+cpu"}."""
-        return self.root_get("/version")
-
     def root_get(self, path: str) -> Reply:
         """GET a route beside /v1 (vLLM's /version, SGLang's /server_info)."""
         return self._send("GET", self._root(path), headers=self.target.headers())

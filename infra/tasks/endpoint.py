@@ -227,7 +227,7 @@ def bench(c, stack=None, url=None, api_key_env=None, model=None, concurrency=Non
 
     def num(name, value, default, conv=float):
         v = value if value is not None else _conf(c, "bench", name, default)
-        return None if v is None else conv(v)
+        return None if v is None else _number(name, v, conv)
 
     levels = str(concurrency or _conf(c, "bench", "concurrency", "1,8,32,64"))
     try:
@@ -276,6 +276,15 @@ def bench(c, stack=None, url=None, api_key_env=None, model=None, concurrency=Non
     console.print(Text.assemble("wrote ", plain(result["files"]["json"]), " and ", plain(result["files"]["png"])))
     if all(lv["completed"] == 0 for lv in result["levels"]):
         raise Exit("bench: no request succeeded", code=1)
+
+
+def _number(name: str, value: Any, conv: Any = int) -> Any:
+    """An option's value as a number, or a one-line exit naming the option."""
+    try:
+        return conv(value)
+    except (TypeError, ValueError):
+        kind = "a whole number" if conv is int else "a number"
+        raise Exit(f"--{name.replace('_', '-')} {str(value)[:40]!r}: expected {kind}", code=2) from None
 
 
 def _bounded(name: str, value: Any, low: float, high: float, conv: Any = int) -> Any:

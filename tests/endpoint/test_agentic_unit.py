@@ -116,6 +116,10 @@ def test_bench_refuses_bad_workload_options_before_any_request(tmp_path, capsys)
     assert code == 2 and "--workload 'chat'" in out + err
     code, out, err = run_task(["bench", *url, "--workload", "agentic", "--sessions", "0"], capsys)
     assert code == 2 and "--sessions 0: must be 1-4096" in out + err
+    code, out, err = run_task(["bench", *url, "--workload", "agentic", "--sessions", "abc"], capsys)
+    assert code == 2 and "--sessions 'abc': expected a whole number" in out + err  # not a traceback
+    code, out, err = run_task(["bench", *url, "--request-timeout", "abc"], capsys)
+    assert code == 2 and "--request-timeout 'abc': expected a number" in out + err
     code, out, err = run_task(["bench", *url, "--workload", "trace"], capsys)
     assert code == 2 and "needs --trace FILE" in out + err
     (tmp_path / "t.jsonl").write_text('{"session_id": "a"}\n')
