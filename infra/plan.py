@@ -418,6 +418,12 @@ def size_memory(st: PlanState) -> PlanState:
     return st
 
 
+def builtin_tool_args(spec: StackSpec) -> list[str]:
+    """The engines' `--tool-server` for the stack's built-in tools (infra/builtin_tools.py), a target-layer option."""
+    from infra.builtin_tools import engine_args
+
+    return engine_args(spec)
+
 def render_engine_args(st: PlanState) -> PlanState:
     """The engine command line and its config file, then extra_args (layer 5)."""
     spec = st.spec
@@ -428,7 +434,7 @@ def render_engine_args(st: PlanState) -> PlanState:
     st.argv, st.files = build(st.weights, st.settings, spec, st.tp, served)
     # The deployment target's own engine options (kubernetes: pinned revision, graceful stop) sit
     # between the plan's settings and extra_args, which still have the last word.
-    target_args = spec.target_engine_args(st.weights)
+    target_args = spec.target_engine_args(st.weights) + builtin_tool_args(spec)
     if target_args:
         st.argv, st.files = merge_extra_args(st.argv, st.files, target_args, spec.backend, spec.stack)
         for o in filter(None, map(_option, target_args)):

@@ -297,6 +297,35 @@ class ImageSpec(_Section):
         return v
 
 
+class PythonTool(_Section):
+    """The gpt-oss `python` built-in tool: an MCP tool server (sandboxed) the engine calls (`--tool-server`)."""
+
+    enabled: bool = False  # the engine offers `python` to Responses requests with tools [{"type": "code_interpreter"}]
+    timeout_s: int = Field(C.TOOL_PYTHON_TIMEOUT_S, ge=1, le=600)  # wall-clock limit of one call (seconds)
+    memory_mb: int = Field(C.TOOL_PYTHON_MEMORY_MB, ge=64, le=16384)  # memory of the sandbox (MiB)
+    max_output_kb: int = Field(C.TOOL_PYTHON_MAX_OUTPUT_KB, ge=1, le=1024)  # output one call returns to the model, cut beyond (KiB)
+    max_concurrency: int = Field(C.TOOL_PYTHON_MAX_CONCURRENCY, ge=1, le=256)  # calls run at once; more wait
+    # host:port of a python MCP tool server you run yourself; unset: the stack runs its own beside the engine.
+    address: str | None = None
+
+
+class BrowserTool(_Section):
+    """The gpt-oss `browser` built-in tool: not built yet (refused when enabled)."""
+
+    enabled: bool = False  # refused: no browser tool server is built yet (README, Built-in tools)
+
+
+class BuiltinTools(_Section):
+    """gpt-oss's built-in tools, served by tool servers beside the engine (README, Built-in tools)."""
+
+    python: PythonTool = Field(default_factory=PythonTool)  # the python tool (a sandboxed notebook)
+    browser: BrowserTool = Field(default_factory=BrowserTool)  # the browser tool (not built yet)
+
+    @property
+    def enabled(self) -> list[str]:
+        return [name for name in ("python", "browser") if getattr(self, name).enabled]
+
+
 class StackSpec(BaseModel):
     """Everything one stack says. Unset tunables stay None and are resolved by infra.plan."""
 
@@ -337,6 +366,7 @@ class StackSpec(BaseModel):
 
     env: dict[str, str] = Field(default_factory=dict)  # extra container env (no secrets)
     extra_args: list[str] = Field(default_factory=list)  # last word on the engine command line
+    builtin_tools: BuiltinTools | None = None  # gpt-oss built-in tools (python); unset: none
 
     # Which secret config keys the stack sets. Values never enter the spec.
     secrets_set: frozenset[str] = frozenset()
@@ -558,6 +588,7 @@ class StackSpec(BaseModel):
 
         if self.target == "kubernetes":
             _refuse_ssh_on_kubernetes(self)
+        _check_builtin_tools(self)
 
         for section in ("docker", "kubernetes", "runpod"):
             if section != self.target and getattr(self, section) is not None:
@@ -638,6 +669,34 @@ def _check_network_policy(policy: "NetworkPolicy", stack: str | None) -> None:
                             "use e.g. 10.0.0.1/32 (`kubectl get endpoints kubernetes -n default`), or 0.0.0.0/0", stack=stack) from None
 
 
+def _check_builtin_tools(spec: "StackSpec") -> None:
+    """Built-in tools a stack can run: python (not on RunPod), never the unbuilt browser."""
+    tools, stack = spec.builtin_tools, spec.stack or None
+    if tools is None:
+        return
+    if tools.browser.enabled:
+        raise SpecError("builtin_tools.browser.enabled", True,
+                        "no browser tool server is built yet (the engines' demo browser runs in the engine process with a search key)",
+                        "set builtin_tools.browser.enabled: false (README, Built-in tools)", stack=stack)
+    py = tools.python
+    if py.enabled and spec.target == "runpod" and py.address is None:
+        raise SpecError("builtin_tools.python.enabled", True,
+                        "RunPod runs one container per pod, so the sandboxed tool server cannot run beside the engine",
+                        "use the docker or kubernetes target, or set builtin_tools.python.address to a tool server you run "
+                        "(README, Built-in tools)", stack=stack)
+    if py.address is not None:
+        host, _, port = py.address.rpartition(":")
+        bare = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+        if not (port.isdigit() and 0 < int(port) < 65536 and (HOSTNAME.fullmatch(bare) or _is_ip(bare))):
+            raise SpecError("builtin_tools.python.address", py.address, "is not host:port",
+                            "write e.g. 10.0.0.5:8765 or tools.internal:8765 (no scheme, no path)", stack=stack)
+        limits = sorted(py.model_fields_set - {"enabled", "address"})
+        if limits:
+            raise SpecError(f"builtin_tools.python.{limits[0]}", getattr(py, limits[0]),
+                            "limits apply to the tool server the stack runs, and address points at one you run",
+                            "remove the limit (set it on your own tool server) or remove address", stack=stack)
+
+
 def _refuse_ssh_on_kubernetes(spec: "StackSpec") -> None:
     """SSH into an engine pod would need root (sshd) and a port every pod in the cluster can reach."""
     found = [("ssh_password", "<hidden>")] if "ssh_password" in spec.secrets_set else []
@@ -685,7 +744,8 @@ def _check_docker_host(host: str, stack: str | None) -> None:
 
 
 _FIELDS = [f for f in StackSpec.model_fields if f not in ("stack", "secrets_set")]
-_SECTIONS = {"docker": DockerTarget, "kubernetes": KubernetesTarget, "runpod": RunpodTarget, "image": ImageSpec}
+_SECTIONS = {"docker": DockerTarget, "kubernetes": KubernetesTarget, "runpod": RunpodTarget, "image": ImageSpec,
+             "builtin_tools": BuiltinTools}
 
 
 def did_you_mean(word: str, choices: list[str]) -> str:

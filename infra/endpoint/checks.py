@@ -7,8 +7,8 @@ records every content, reasoning, tool name and argument string seen, so the fin
 Check names (stable, used in the JSON report and by ``--only``):
 health, models, chat, reasoning, stream, tool_call, tool_call_stream, tool_choice_required,
 tool_loop, responses, responses_stream, responses_tool_call, responses_tool_loop, structured_output,
-answer, auth, concurrency, no_harmony_leak (the Responses API, structured output and answer checks
-are in :mod:`infra.endpoint.checks_responses`).
+answer, builtin_python, auth, concurrency, no_harmony_leak (the Responses API, structured output and answer checks
+are in :mod:`infra.endpoint.checks_responses`, builtin_python in :mod:`infra.endpoint.checks_tools`).
 """
 
 from __future__ import annotations
@@ -513,6 +513,12 @@ def _in_responses_module(name: str) -> Callable[[Context], tuple[str, dict]]:
     return run
 
 
+def _builtin_python(ctx: Context) -> tuple[str, dict]:
+    from infra.endpoint.checks_tools import check_builtin_python  # built on checks_responses, like it
+
+    return check_builtin_python(ctx)
+
+
 RESPONSES_CHECKS = ("responses", "responses_stream", "responses_tool_call", "responses_tool_loop",
                     "structured_output", "answer")
 CHECKS: list[tuple[str, Callable[[Context], tuple[str, dict]]]] = [
@@ -526,6 +532,7 @@ CHECKS: list[tuple[str, Callable[[Context], tuple[str, dict]]]] = [
     ("tool_choice_required", check_tool_choice_required),
     ("tool_loop", check_tool_loop),
     *((name, _in_responses_module(name)) for name in RESPONSES_CHECKS),
+    ("builtin_python", _builtin_python),
     ("auth", check_auth),
     ("concurrency", check_concurrency),
     ("no_harmony_leak", check_no_harmony_leak),

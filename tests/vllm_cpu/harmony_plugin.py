@@ -10,6 +10,14 @@ From the prompt vLLM rendered with harmony (the plugin sees its token ids):
   string transformation, a tool result to report) gets the right one (answers.py);
 - a structured-output request (its JSON schema is in the request's structural tag): reasoning, then a
   final message ``<|channel|>final <|constrain|>json`` holding JSON valid for the schema (answers.py).
+- the python built-in tool offered (the system message has ``## python``: the engine was started with
+  ``--tool-server`` and the request asked for ``code_interpreter``) and the last user message holds a
+  fenced code block: reasoning, then a python call ``<|channel|>analysis to=python code<|message|>CODE<|call|>``;
+  with the tool's result in the conversation (``<|start|>python``), a final answer that is that result.
+  vLLM 0.32 routes a message whose recipient starts with ``python`` to the tool
+  (responses/context.py ``need_builtin_tool_call``); openai_harmony parses the recipient the same from
+  ``<|channel|>analysis to=python code`` and ``to=python<|channel|>analysis code``. The Responses output
+  shows the call as a reasoning item (responses/harmony.py: built-in recipients) and drops the result;
 With ``ignore_eos`` (benchmarks) the final answer never ends: filler words up to max_tokens.
 
 Each step forces one token of a plan (every other logit -inf). Like a real model under a grammar, the
@@ -39,6 +47,8 @@ REASONING = "The user wants a short answer. I will reply briefly."
 REASONING_TOOL = "The user needs data from a tool. I will call it."
 ANSWER = "Hello from the tiny gpt-oss test model."
 ANSWER_AFTER_TOOL = "The tool answered; that is the result."
+REASONING_PYTHON = "The user wants a value computed. I will run the code with python."
+MAX_PYTHON_ANSWER = 400  # characters of the tool's result the final answer repeats
 FILLER = " and so on"
 
 _DEBUG = os.environ.get("GPTOSS_HARMONY_PLUGIN_DEBUG")  # a file: one JSON line per forced step
@@ -83,6 +93,23 @@ def tool_call_from_prompt(text: str) -> tuple[str, dict] | None:
     return m.group(1), args
 
 
+def python_offered(prompt: str) -> bool:
+    """The system message (the prompt's first) describes the python built-in tool."""
+    return "\n## python\n" in prompt[:prompt.find("<|end|>")]
+
+
+def python_code(tail: str) -> str | None:
+    """The code of the first fenced block of the last user message (what a model asked to run it copies)."""
+    m = re.search(r"```(?:python)?\n(.*?)```", tail, re.S)
+    return m.group(1).strip() if m else None
+
+
+def python_result(tail: str) -> str | None:
+    """The python tool's last result in the conversation after the last user message."""
+    m = re.findall(r"<\|start\|>python[^<]*(?:<\|channel\|>\w+)?<\|message\|>(.*?)<\|end\|>", tail, re.S)
+    return m[-1].strip()[:MAX_PYTHON_ANSWER] if m else None
+
+
 def plan_texts(prompt: str, ignore_eos: bool, schema: dict | None = None) -> tuple[list[str], bool]:
     """(harmony texts to emit after the prompt's ``<|start|>assistant``, most preferred first;
     endless filler after the first one). ``schema``: the JSON schema a structured-output request
@@ -91,7 +118,14 @@ def plan_texts(prompt: str, ignore_eos: bool, schema: dict | None = None) -> tup
     call = tool_call_from_prompt(prompt)
     if ignore_eos:
         return [f"<|channel|>analysis<|message|>{REASONING}<|end|><|start|>assistant<|channel|>final<|message|>"], True
-    if call and "<|start|>functions." not in tail:
+    code = python_code(tail) if python_offered(prompt) else None
+    if code and python_result(tail) is None:
+        reply = f"<|channel|>analysis to=python code<|message|>{code}<|call|>"
+        reasoning = REASONING_PYTHON
+    elif code:
+        reply = f"<|channel|>final<|message|>{python_result(tail)}<|return|>"
+        reasoning = REASONING
+    elif call and "<|start|>functions." not in tail:
         name, args = call
         reply = f"<|channel|>commentary to=functions.{name} <|constrain|>json<|message|>{json.dumps(args)}<|call|>"
         reasoning = REASONING_TOOL

@@ -14,6 +14,7 @@ import pulumi
 import pulumi_docker as docker
 
 from infra import constants as C
+from infra.deploy.targets import toolserver_docker
 from infra.deploy.targets.base import TargetContext, TargetResult, health_path, startup_grace_seconds
 from infra.spec import SpecError
 
@@ -186,6 +187,7 @@ class DockerTarget:
         labels = [docker.ContainerLabelArgs(label=k, value=v) for k, v in sorted(ctx.labels.items())]
         name = container_name(stack, spec)
         port = published_port(spec)
+        tools, tools_first = toolserver_docker.attach(ctx, on_host, name)  # the python tool server (issue 22)
         container = docker.Container(
             f"{stack}-server",
             name=name,
@@ -207,9 +209,10 @@ class DockerTarget:
             destroy_grace_seconds=30,
             must_run=True,
             **gpu_devices(spec, plan),
+            **tools,
             # The name is fixed and the GPUs are taken: the old container must go before the new
             # one starts (create-before-delete would fail on the name, or on the GPUs).
-            opts=pulumi.ResourceOptions.merge(on_host, pulumi.ResourceOptions(delete_before_replace=True)),
+            opts=pulumi.ResourceOptions.merge(on_host, pulumi.ResourceOptions(delete_before_replace=True, depends_on=tools_first)),
         )
         extra = {"container_name": name, "docker_host": settings.host}
         tunnel = tunnel_command(spec)

@@ -1,0 +1,85 @@
+"""gpt-oss's built-in tools as engine options (issue 22): where the engine reaches the python tool server.
+
+Both engines take `--tool-server host:port[,host:port...]` and connect, as MCP clients, to
+`http://host:port/sse` of each (vLLM 0.32/0.33 vllm/entrypoints/mcp/tool_server.py MCPToolServer; SGLang
+0.5.23 sglang/srt/entrypoints/openai/tool_server.py). The MCP server's name (its `server_info.name`) is the
+tool's harmony name, so the python server must call itself `python`. A request turns it on with
+`tools: [{"type": "code_interpreter", "container": {"type": "auto"}}]` (REQUEST_TOOL); no engine env is
+needed (VLLM_GPT_OSS_SYSTEM_TOOL_MCP_LABELS only maps `type: mcp` tools onto built-in ones).
+"""
+from __future__ import annotations
+
+import re
+
+from infra import constants as C
+
+# The Responses API tool type that asks the engine for its python tool (both engines).
+REQUEST_TOOL = {"type": "code_interpreter", "container": {"type": "auto"}}
+
+
+def k8s_service_name(stack: str) -> str:
+    """The Kubernetes Service (and Deployment) of a stack's python tool server: a DNS-1035 label. The
+    engine pods reach it by this short name (same namespace), so the plan needs no cluster facts."""
+    base = re.sub(r"[^a-z0-9-]+", "-", f"gptoss-{stack}".lower()).strip("-")[:45].rstrip("-")
+    return f"{base}-python-tool"
+
+
+def python_tool(spec):
+    """The stack's builtin_tools.python section (its defaults when the stack has no builtin_tools)."""
+    from infra.spec import BuiltinTools
+
+    return (spec.builtin_tools or BuiltinTools()).python
+
+
+def tool_server_address(spec) -> str | None:
+    """host:port of the stack's python tool server as the engine reaches it; None without the tool."""
+    py = python_tool(spec)
+    if not py.enabled:
+        return None
+    if py.address is not None:
+        return py.address
+    if spec.target == "kubernetes":
+        return f"{k8s_service_name(spec.stack)}:{C.TOOLSERVER_PORT}"
+    return f"{C.TOOLSERVER_DOCKER_ALIAS}:{C.TOOLSERVER_PORT}"  # docker: its alias on the stack's private network
+
+
+def engine_args(spec) -> list[str]:
+    """The engine options for the stack's built-in tools (the plan adds them below extra_args)."""
+    address = tool_server_address(spec)
+    return ["--tool-server", address] if address else []
+
+
+# ---------------------------------------------------------------- the tool server the stack runs
+# What the deploy targets give the tool server (infra/deploy/targets/toolserver_docker.py, k8s/toolserver.py).
+# Interface with the tool server (issue 22 part 2, images/toolserver): it listens on 0.0.0.0:TOOLSERVER_PORT
+# (MCP over SSE, /sse) and reads its per-call limits from these variables; it never gets a secret.
+LIMIT_ENV = {"timeout_s": "GPTOSS_TOOL_TIMEOUT_S", "memory_mb": "GPTOSS_TOOL_MEMORY_MB",
+             "max_output_kb": "GPTOSS_TOOL_MAX_OUTPUT_KB", "max_concurrency": "GPTOSS_TOOL_MAX_CONCURRENCY"}
+
+
+def runs_tool_server(spec) -> bool:
+    """The deploy runs a python tool server beside the engine (enabled, and no address of the user's own)."""
+    py = python_tool(spec)
+    return py.enabled and py.address is None
+
+
+def server_env(spec) -> dict[str, str]:
+    py = python_tool(spec)
+    return {"GPTOSS_TOOL_PORT": str(C.TOOLSERVER_PORT), **{env: str(getattr(py, f)) for f, env in LIMIT_ENV.items()}}
+
+
+def memory_limit_mb(spec) -> int:
+    """The tool server's whole memory: itself plus max_concurrency sandboxes of memory_mb each."""
+    py = python_tool(spec)
+    return C.TOOLSERVER_BASE_MB + py.memory_mb * py.max_concurrency
+
+
+def image_ref(spec) -> str:
+    """The tool server image: beside the engine image in the stack's registry, else the local tag."""
+    name = f"{C.TOOLSERVER_IMAGE}:{C.TOOLSERVER_IMAGE_TAG}"
+    return f"{spec.image.registry}/{name}" if spec.image.registry else name
+
+
+def port_probe() -> list[str]:
+    """A readiness probe run inside the tool server's container: its port accepts a connection."""
+    return ["python3", "-c", f"import socket; socket.create_connection(('127.0.0.1', {C.TOOLSERVER_PORT}), 2).close()"]

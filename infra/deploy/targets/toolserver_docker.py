@@ -1,0 +1,68 @@
+"""Docker targets: the python tool server (issue 22) beside the engine container.
+
+A stack with `builtin_tools.python.enabled` (and no `address` of the user's own) gets:
+- a Docker network of its own, `internal` (Docker gives it no route out: no egress, and no port of it
+  can be published), that the engine container joins besides its usual one;
+- the tool server container on that network only, reachable as `python-tool` (constants.TOOLSERVER_DOCKER_ALIAS),
+  with no published port, running as a non-root user with a read-only root, a small tmpfs at /tmp, every
+  capability dropped, no-new-privileges, and pids / memory / CPU limits. It gets the per-call limits
+  (infra.builtin_tools.server_env) and nothing else: no Docker socket, no mount, no secret.
+
+The engine container is created after the tool server is healthy: both engines connect to the tool
+server when they start (`--tool-server`), and vLLM refuses to start when it cannot.
+"""
+from __future__ import annotations
+
+import pulumi
+import pulumi_docker as docker
+
+from infra import builtin_tools as BT
+from infra import constants as C
+
+
+def sandbox_options(spec) -> dict:
+    """The tool server container's isolation, as pulumi_docker.Container arguments (tests hold these)."""
+    memory = BT.memory_limit_mb(spec)
+    return {
+        "user": f"{C.TOOLSERVER_UID}:{C.TOOLSERVER_UID}",
+        "read_only": True,
+        "tmpfs": {"/tmp": f"rw,noexec,nosuid,nodev,size={C.TOOLSERVER_TMP_MB}m,mode=1777"},
+        "capabilities": docker.ContainerCapabilitiesArgs(drops=["ALL"]),
+        "security_opts": ["no-new-privileges:true"],
+        "memory": memory,
+        "memory_swap": memory,  # no swap beyond the memory limit
+        "cpus": str(max(1, min(BT.python_tool(spec).max_concurrency, 4))),
+        "ulimits": [docker.ContainerUlimitArgs(name="nproc", soft=C.TOOLSERVER_PIDS, hard=C.TOOLSERVER_PIDS),
+                    docker.ContainerUlimitArgs(name="nofile", soft=1024, hard=1024)],
+        "ipc_mode": "private",
+        "privileged": False,
+    }
+
+
+def attach(ctx, on_host: pulumi.ResourceOptions, engine_name: str) -> tuple[dict, list[pulumi.Resource]]:
+    """For a stack with the python tool: register the network and the tool server, and return the engine
+    container's extra arguments (the network) and what it must wait for. ({}, []) without the tool."""
+    spec, stack = ctx.spec, ctx.stack
+    if not BT.runs_tool_server(spec):
+        return {}, []
+    network = docker.Network(
+        f"{stack}-tools-net", name=f"{engine_name}-tools", internal=True, driver="bridge",
+        labels=[docker.NetworkLabelArgs(label="gptoss.stack", value=stack)], opts=on_host)
+    image = docker.RemoteImage(f"{stack}-toolserver-image", name=BT.image_ref(spec), keep_locally=True, opts=on_host)
+    server = docker.Container(
+        f"{stack}-toolserver",
+        name=f"{engine_name}-python-tool",
+        image=image.image_id,
+        envs=[f"{k}={v}" for k, v in sorted(BT.server_env(spec).items())],
+        network_mode=network.name,
+        networks_advanced=[docker.ContainerNetworksAdvancedArgs(name=network.name, aliases=[C.TOOLSERVER_DOCKER_ALIAS])],
+        healthcheck=docker.ContainerHealthcheckArgs(tests=["CMD", *BT.port_probe()], interval="10s", timeout="5s",
+                                                    retries=3, start_period="10s", start_interval="2s"),
+        wait=True,  # healthy before the engine, which connects at start, is created
+        restart="unless-stopped",
+        labels=[docker.ContainerLabelArgs(label=k, value=v) for k, v in sorted(ctx.labels.items())],
+        must_run=True,
+        **sandbox_options(spec),
+        opts=pulumi.ResourceOptions.merge(on_host, pulumi.ResourceOptions(delete_before_replace=True)),
+    )
+    return {"networks_advanced": [docker.ContainerNetworksAdvancedArgs(name=network.name)]}, [server]
