@@ -305,6 +305,8 @@ class PythonTool(_Section):
     memory_mb: int = Field(C.TOOL_PYTHON_MEMORY_MB, ge=64, le=16384)  # memory of the sandbox (MiB)
     max_output_kb: int = Field(C.TOOL_PYTHON_MAX_OUTPUT_KB, ge=1, le=1024)  # output one call returns to the model, cut beyond (KiB)
     max_concurrency: int = Field(C.TOOL_PYTHON_MAX_CONCURRENCY, ge=1, le=256)  # calls run at once; more wait
+    # The sandbox runtime of the tool server: docker, its --runtime (runsc for gVisor, kata-runtime); kubernetes, its pods' runtimeClassName.
+    runtime: str | None = Field(None, pattern=r"^[a-z0-9]([-a-z0-9.]{0,61}[a-z0-9])?$")
     # host:port of a python MCP tool server you run yourself; unset: the stack runs its own beside the engine.
     address: str | None = None
 

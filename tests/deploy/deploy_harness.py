@@ -55,5 +55,7 @@ def implemented(name: str) -> bool:
     return target_of(name) in TARGETS
 
 
-DOCKER_STACKS = [name for name in STACKS if target_of(name) == "docker"]
+# One engine container each; a stack with the python tool has a second (tests/cloud/test_builtin_tools_deploy.py).
+DOCKER_STACKS = [name for name in STACKS if target_of(name) == "docker"
+                 and not stack_doc(name).get(f"{C.CONFIG_NAMESPACE}:builtin_tools")]
 

@@ -63,6 +63,7 @@ from infra.deploy.targets.base import TargetContext, TargetResult, health_path, 
 from infra.deploy.targets.k8s import autoscaling as A
 from infra.deploy.targets.k8s import router as R
 from infra.deploy.targets.k8s import security as S
+from infra.deploy.targets.k8s import toolserver
 from infra.deploy.targets.k8s import weights as W
 from infra.spec import SpecError
 
@@ -554,6 +555,8 @@ class KubernetesTarget:
             )
             server_deps.append(job)
 
+        server_deps += toolserver.register(ctx, instance=label_value(stack), engine_pods=engine_pod_selector(stack), meta=meta,
+                                           pull_secret=names["pull_secret"] if with_pull_secret else None, opts=in_ns)
         timeout = startup_grace_seconds(spec.model) + ROLLOUT_MARGIN_S
         deployment = k8s.apps.v1.Deployment(
             f"{stack}-server",

@@ -23,7 +23,9 @@ from infra import constants as C
 def sandbox_options(spec) -> dict:
     """The tool server container's isolation, as pulumi_docker.Container arguments (tests hold these)."""
     memory = BT.memory_limit_mb(spec)
+    runtime = BT.python_tool(spec).runtime
     return {
+        **({"runtime": runtime} if runtime else {}),  # gVisor (runsc), Kata: registered with the daemon
         "user": f"{C.TOOLSERVER_UID}:{C.TOOLSERVER_UID}",
         "read_only": True,
         "tmpfs": {"/tmp": f"rw,noexec,nosuid,nodev,size={C.TOOLSERVER_TMP_MB}m,mode=1777"},
