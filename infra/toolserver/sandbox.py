@@ -141,9 +141,23 @@ async def run_code(code: str, scratch: Path, limits: Limits, *, python: str = sy
                 _kill_group(pgid)
 
     async def until_exit() -> int:
-        code_ = await proc.wait()
-        _kill_group(pgid)  # background processes do not outlive the call (and release the output pipe)
-        return code_
+        # The leader's exit, seen through a pidfd: asyncio's proc.wait() also waits for the output pipe, which a
+        # background process can hold open. Then the whole group goes: nothing outlives its call.
+        try:
+            pidfd = os.pidfd_open(proc.pid)
+        except ProcessLookupError:
+            pidfd = None
+        if pidfd is not None:
+            exited = asyncio.Event()
+            loop = asyncio.get_running_loop()
+            loop.add_reader(pidfd, exited.set)
+            try:
+                await exited.wait()
+            finally:
+                loop.remove_reader(pidfd)
+                os.close(pidfd)
+        _kill_group(pgid)
+        return await proc.wait()
 
     reader = asyncio.ensure_future(drain())
     writer = asyncio.ensure_future(feed())

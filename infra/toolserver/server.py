@@ -18,6 +18,9 @@ import sys
 import time
 from pathlib import Path
 
+from mcp.server.mcpserver import Context, MCPServer
+from mcp_types import CallToolResult, TextContent
+
 from infra.toolserver import isolation
 from infra.toolserver.sandbox import ConfigError, Limits, Outcome, reap_orphans, remove_tree, run_code, scratch_usage
 
@@ -163,9 +166,6 @@ def probe(limits: Limits, python: str, scratch_root: Path, require_landlock: boo
 
 
 def build_server(limits: Limits, scratch_root: Path, python: str, require_landlock: bool = False):
-    from mcp.server.mcpserver import Context, MCPServer
-    from mcp_types import CallToolResult, TextContent
-
     version, summary = probe(limits, python, scratch_root, require_landlock)
     log.info("python tool sandbox ready: Python %s, %s", version, summary)
     core = ToolServer(limits, scratch_root, python, require_landlock)
