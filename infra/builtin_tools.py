@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 
 from infra import constants as C
+from infra.toolserver import isolation as I
 
 # The Responses API tool type that asks the engine for its python tool (both engines).
 REQUEST_TOOL = {"type": "code_interpreter", "container": {"type": "auto"}}
@@ -39,8 +40,8 @@ def tool_server_address(spec) -> str | None:
     if py.address is not None:
         return py.address
     if spec.target == "kubernetes":
-        return f"{k8s_service_name(spec.stack)}:{C.TOOLSERVER_PORT}"
-    return f"{C.TOOLSERVER_DOCKER_ALIAS}:{C.TOOLSERVER_PORT}"  # docker: its alias on the stack's private network
+        return f"{k8s_service_name(spec.stack)}:{I.PORT}"
+    return f"{C.TOOLSERVER_DOCKER_ALIAS}:{I.PORT}"  # docker: its alias on the stack's private network
 
 
 def engine_args(spec) -> list[str]:
@@ -50,11 +51,9 @@ def engine_args(spec) -> list[str]:
 
 
 # ---------------------------------------------------------------- the tool server the stack runs
-# What the deploy targets give the tool server (infra/deploy/targets/toolserver_docker.py, k8s/toolserver.py).
-# Interface with the tool server (issue 22 part 2, images/toolserver): it listens on 0.0.0.0:TOOLSERVER_PORT
-# (MCP over SSE, /sse) and reads its per-call limits from these variables; it never gets a secret.
-LIMIT_ENV = {"timeout_s": "GPTOSS_TOOL_TIMEOUT_S", "memory_mb": "GPTOSS_TOOL_MEMORY_MB",
-             "max_output_kb": "GPTOSS_TOOL_MAX_OUTPUT_KB", "max_concurrency": "GPTOSS_TOOL_MAX_CONCURRENCY"}
+# What the deploy targets give the tool server (infra/deploy/targets/toolserver_docker.py, k8s/toolserver.py). The
+# tool server (infra/toolserver) listens on isolation.PORT and reads its limits from TOOLSERVER_* variables
+# (infra/toolserver/sandbox.py Limits); its container isolation is isolation.py's. It never gets a secret.
 
 
 def runs_tool_server(spec) -> bool:
@@ -64,22 +63,28 @@ def runs_tool_server(spec) -> bool:
 
 
 def server_env(spec) -> dict[str, str]:
+    """The stack's per-call limits as the tool server's environment."""
     py = python_tool(spec)
-    return {"GPTOSS_TOOL_PORT": str(C.TOOLSERVER_PORT), **{env: str(getattr(py, f)) for f, env in LIMIT_ENV.items()}}
+    return {"TOOLSERVER_TIMEOUT_S": str(py.timeout_s), "TOOLSERVER_MEMORY_MB": str(py.memory_mb),
+            "TOOLSERVER_MAX_OUTPUT_BYTES": str(py.max_output_kb * 1024),
+            "TOOLSERVER_MAX_CONCURRENT": str(py.max_concurrency)}
 
 
-def memory_limit_mb(spec) -> int:
-    """The tool server's whole memory: itself plus max_concurrency sandboxes of memory_mb each."""
-    py = python_tool(spec)
-    return C.TOOLSERVER_BASE_MB + py.memory_mb * py.max_concurrency
+def container_limits(spec) -> I.ContainerLimits:
+    """The container's limits: isolation.py's, with memory kept above twice one call's (a memory hog meets its
+    own RLIMIT_AS first; the server survives it)."""
+    memory = max(I.DEFAULT_LIMITS.memory_mb, 2 * python_tool(spec).memory_mb)
+    return I.ContainerLimits(memory_mb=memory, cpus=I.DEFAULT_LIMITS.cpus, pids=I.DEFAULT_LIMITS.pids,
+                             scratch_mb=I.DEFAULT_LIMITS.scratch_mb)
 
 
 def image_ref(spec) -> str:
-    """The tool server image: beside the engine image in the stack's registry, else the local tag."""
+    """The tool server image (images/toolserver/build.py): beside the engine image in the stack's registry, else
+    the local tag."""
     name = f"{C.TOOLSERVER_IMAGE}:{C.TOOLSERVER_IMAGE_TAG}"
     return f"{spec.image.registry}/{name}" if spec.image.registry else name
 
 
 def port_probe() -> list[str]:
-    """A readiness probe run inside the tool server's container: its port accepts a connection."""
-    return ["python3", "-c", f"import socket; socket.create_connection(('127.0.0.1', {C.TOOLSERVER_PORT}), 2).close()"]
+    """A health probe run inside the tool server's container: its port accepts a connection."""
+    return ["python3", "-c", f"import socket; socket.create_connection(('127.0.0.1', {I.PORT}), 2).close()"]

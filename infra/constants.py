@@ -112,18 +112,14 @@ VLLM_AUTH_MIDDLEWARE = "infra.launcher.authguard.ApiKeyGuard"
 # consumed by the launcher, never passed to the engine, refused on Kubernetes.
 SSH_ENV_VARS = ("SSH_PASSWORD", "SSH_PUBLIC_KEY", "PUBLIC_KEY")
 
-# Built-in tools (issue 22): the python tool server the stack runs beside the engine (MCP over SSE; vLLM and
-# SGLang's `--tool-server host:port` connect to http://host:port/sse). Per-call limits: the stack's defaults.
-TOOLSERVER_PORT = 8765
+# Built-in tools (issue 22): the python tool server the stack runs beside the engine (infra/toolserver, MCP over
+# SSE; vLLM and SGLang's `--tool-server host:port` connect to http://host:port/sse). Its port, uid and
+# container isolation are infra/toolserver/isolation.py's; these are the stack's defaults for it.
 TOOLSERVER_DOCKER_ALIAS = "python-tool"  # its name on the stack's private Docker network
+TOOLSERVER_IMAGE = "gptoss-toolserver"  # images/toolserver/build.py's default tag is gptoss-toolserver:latest
+TOOLSERVER_IMAGE_TAG = "latest"
+# Per-call limits: the tool server's own defaults (infra/toolserver/sandbox.py Limits; a test holds them equal).
 TOOL_PYTHON_TIMEOUT_S = 30
-TOOL_PYTHON_MEMORY_MB = 512
+TOOL_PYTHON_MEMORY_MB = 1024
 TOOL_PYTHON_MAX_OUTPUT_KB = 64
-TOOL_PYTHON_MAX_CONCURRENCY = 8
-# The tool server's image (images/toolserver, built like the engine images) and the sandbox it runs in.
-TOOLSERVER_IMAGE = "gptoss-toolserver"
-TOOLSERVER_IMAGE_TAG = "0.1.0"
-TOOLSERVER_UID = 10002  # not root, and not the engine's uid 10001
-TOOLSERVER_TMP_MB = 64  # the only writable place: a tmpfs at /tmp
-TOOLSERVER_BASE_MB = 256  # the server itself, beside max_concurrency sandboxes of memory_mb
-TOOLSERVER_PIDS = 256  # processes of the whole container (fork bombs stop here)
+TOOL_PYTHON_MAX_CONCURRENCY = 20

@@ -302,9 +302,9 @@ class PythonTool(_Section):
 
     enabled: bool = False  # the engine offers `python` to Responses requests with tools [{"type": "code_interpreter"}]
     timeout_s: int = Field(C.TOOL_PYTHON_TIMEOUT_S, ge=1, le=600)  # wall-clock limit of one call (seconds)
-    memory_mb: int = Field(C.TOOL_PYTHON_MEMORY_MB, ge=64, le=16384)  # memory of the sandbox (MiB)
+    memory_mb: int = Field(C.TOOL_PYTHON_MEMORY_MB, ge=64, le=16384)  # address space of each process a call runs (RLIMIT_AS, MiB)
     max_output_kb: int = Field(C.TOOL_PYTHON_MAX_OUTPUT_KB, ge=1, le=1024)  # output one call returns to the model, cut beyond (KiB)
-    max_concurrency: int = Field(C.TOOL_PYTHON_MAX_CONCURRENCY, ge=1, le=256)  # calls run at once; more wait
+    max_concurrency: int = Field(C.TOOL_PYTHON_MAX_CONCURRENCY, ge=1, le=256)  # calls run at once; more wait (the tool server's queue), then get a tool error
     # The sandbox runtime of the tool server: docker, its --runtime (runsc for gVisor, kata-runtime); kubernetes, its pods' runtimeClassName.
     runtime: str | None = Field(None, pattern=r"^[a-z0-9]([-a-z0-9.]{0,61}[a-z0-9])?$")
     # host:port of a python MCP tool server you run yourself; unset: the stack runs its own beside the engine.

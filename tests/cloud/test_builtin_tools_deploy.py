@@ -12,6 +12,7 @@ from cloud_harness import manifest, refused, run_stack, run_stacks
 
 from infra import builtin_tools as BT
 from infra import constants as C
+from infra.toolserver import isolation as I
 from infra.deploy.targets import kubernetes as K
 from infra.plan import build_plan
 from infra.spec import StackSpec
@@ -58,13 +59,15 @@ def test_docker_tool_server_is_sandboxed_on_an_internal_network(docker_run):
     assert tool["networkMode"] == net.plain("name") == "gptoss-h200-vllm-tools-tools"
     assert tool["networksAdvanced"] == [{"name": "gptoss-h200-vllm-tools-tools", "aliases": [C.TOOLSERVER_DOCKER_ALIAS]}]
     assert not tool.get("ports") and not tool.get("publishAllPorts")
-    # non-root, read-only root, a small noexec tmpfs, no capabilities, no-new-privileges, limits
-    assert tool["user"] == f"{C.TOOLSERVER_UID}:{C.TOOLSERVER_UID}" and tool["readOnly"] is True
-    assert tool["tmpfs"] == {"/tmp": f"rw,noexec,nosuid,nodev,size={C.TOOLSERVER_TMP_MB}m,mode=1777"}
+    # isolation.py's settings, all of them: non-root, read-only root, the scratch tmpfs, no capabilities,
+    # no-new-privileges, limits (the stack's 1024 MiB per call: the container holds twice that)
+    c = I.container(BT.container_limits(docker_run_spec()))
+    assert tool["user"] == c["user"] == f"{I.UID}:{I.UID}" and tool["readOnly"] is True
+    assert tool["tmpfs"] == c["tmpfs"] and "noexec" in tool["tmpfs"][I.SCRATCH_DIR]
     assert tool["capabilities"] == {"drops": ["ALL"]} and tool["securityOpts"] == ["no-new-privileges:true"]
-    assert tool["memory"] == tool["memorySwap"] == C.TOOLSERVER_BASE_MB + 512 * 8  # the stack's 8 x 512 MiB
-    assert {u["name"]: u["hard"] for u in tool["ulimits"]}["nproc"] == C.TOOLSERVER_PIDS
-    assert not tool.get("privileged") and tool["ipcMode"] == "private"
+    assert f"{tool['memory']:.0f}m" == c["memory"] == c["memory_swap"] == f"{tool['memorySwap']:.0f}m" == "2048m"
+    assert {u["name"]: u["hard"] for u in tool["ulimits"]}["nproc"] == c["pids_limit"]
+    assert not tool.get("privileged") and tool["ipcMode"] == "private" and tool["command"] == c["command"]
     # no Docker socket, no mount, no secret: only the per-call limits
     assert not tool.get("mounts") and not tool.get("volumes") and not tool.get("devices")
     assert tool["envs"] == [f"{k}={v}" for k, v in sorted(BT.server_env(docker_run_spec()).items())]
@@ -75,7 +78,7 @@ def test_docker_tool_server_is_sandboxed_on_an_internal_network(docker_run):
     # the launcher in the engine container plans --tool-server python-tool:PORT from the container's env
     env = dict(e.split("=", 1) for e in engine["envs"] if isinstance(e, str) and "=" in e)
     argv = build_plan(StackSpec.model_validate(json.loads(env[C.SPEC_ENV]))).argv
-    assert argv[argv.index("--tool-server") + 1] == f"{C.TOOLSERVER_DOCKER_ALIAS}:{C.TOOLSERVER_PORT}"
+    assert argv[argv.index("--tool-server") + 1] == f"{C.TOOLSERVER_DOCKER_ALIAS}:{I.PORT}"
 
 
 def docker_run_spec():
@@ -100,14 +103,16 @@ def test_k8s_tool_server_objects_validate_and_hold_the_isolation_rules(k8s_run):
     (c,) = pod["containers"]
     # pod security "restricted": non-root, no escalation, no capabilities, RuntimeDefault seccomp
     sc = c["securityContext"]
-    assert sc["runAsNonRoot"] and sc["runAsUser"] == C.TOOLSERVER_UID and sc["allowPrivilegeEscalation"] is False
+    assert sc["runAsNonRoot"] and sc["runAsUser"] == I.UID and sc["allowPrivilegeEscalation"] is False
     assert sc["capabilities"] == {"drop": ["ALL"]} and sc["seccompProfile"] == {"type": "RuntimeDefault"}
     assert sc["readOnlyRootFilesystem"] is True and pod["securityContext"]["runAsNonRoot"] is True
     assert pod["runtimeClassName"] == "gvisor"
     assert pod["automountServiceAccountToken"] is False and pod["enableServiceLinks"] is False
-    assert [v for v in pod["volumes"]] == [{"name": "tmp", "emptyDir": {"medium": "Memory", "sizeLimit": f"{C.TOOLSERVER_TMP_MB}Mi"}}]
-    assert c["resources"]["limits"]["memory"] == f"{C.TOOLSERVER_BASE_MB + 256 * 4}Mi"
-    assert {e["name"] for e in c["env"]} == set(BT.LIMIT_ENV.values()) | {"GPTOSS_TOOL_PORT"}
+    assert pod["volumes"] == I.kubernetes_volumes() and pod["volumes"][0]["emptyDir"]["medium"] == "Memory"
+    assert c["resources"]["limits"]["memory"] == "2048Mi"  # isolation.py's: above 2 x the stack's 256 MiB per call
+    assert {e["name"]: e["value"] for e in c["env"]} == {"TOOLSERVER_TIMEOUT_S": "30", "TOOLSERVER_MEMORY_MB": "256",
+                                                          "TOOLSERVER_MAX_OUTPUT_BYTES": "65536",
+                                                          "TOOLSERVER_MAX_CONCURRENT": "4"}
     assert all("valueFrom" not in e for e in c["env"])  # no secret reaches it
     # the engine's selectors never pick the tool pods
     tool_labels = deployments[name]["spec"]["template"]["metadata"]["labels"]
@@ -119,7 +124,7 @@ def test_k8s_tool_server_objects_validate_and_hold_the_isolation_rules(k8s_run):
     tp = policies[name]["spec"]
     assert tp["policyTypes"] == ["Ingress", "Egress"] and tp["egress"] == []
     assert tp["ingress"] == [{"from": [{"podSelector": {"matchLabels": K.engine_pod_selector(K8S_STACK)}}],
-                              "ports": [{"protocol": "TCP", "port": C.TOOLSERVER_PORT}]}]
+                              "ports": [{"protocol": "TCP", "port": I.PORT}]}]
     cp = policies[f"{name}-client"]["spec"]
     assert cp["podSelector"]["matchLabels"] == K.engine_pod_selector(K8S_STACK) and cp["policyTypes"] == ["Egress"]
     assert cp["egress"][0]["to"] == [{"podSelector": {"matchLabels": tp["podSelector"]["matchLabels"]}}]
@@ -130,7 +135,7 @@ def test_k8s_tool_server_objects_validate_and_hold_the_isolation_rules(k8s_run):
     env = {e["name"]: e.get("value") for e in engine["spec"]["template"]["spec"]["containers"][0]["env"]}
     in_pod = StackSpec.model_validate(json.loads(env[C.SPEC_ENV]))  # what the launcher plans from in the pod
     argv = build_plan(in_pod).argv
-    assert argv[argv.index("--tool-server") + 1] == f"{name}:{C.TOOLSERVER_PORT}"
+    assert argv[argv.index("--tool-server") + 1] == f"{name}:{I.PORT}"
 
 
 def k8s_spec():

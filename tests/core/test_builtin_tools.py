@@ -5,6 +5,8 @@ import pytest
 
 from infra import builtin_tools as BT
 from infra import constants as C
+from infra.toolserver import isolation as I
+from infra.toolserver.sandbox import Limits
 from infra.flagcheck.snapshot import load_snapshot
 from infra.plan import build_plan
 from infra.spec import SpecError, load_spec
@@ -36,7 +38,7 @@ def test_the_tools_stack_turns_python_on_with_its_limits():
     s = load_stack("h200-vllm-tools")
     py = BT.python_tool(s)
     assert py.enabled and py.timeout_s == 30 and py.max_concurrency == 8 and py.address is None
-    assert BT.runs_tool_server(s) and BT.server_env(s)["GPTOSS_TOOL_TIMEOUT_S"] == "30"
+    assert BT.runs_tool_server(s) and BT.server_env(s)["TOOLSERVER_TIMEOUT_S"] == "30"
     assert load_spec(s.to_config(), s.stack) == s  # the section round-trips like the others
 
 
@@ -46,12 +48,12 @@ def test_the_plan_adds_the_engines_tool_server_flag(backend):
     option = load_snapshot(backend)["options"]["--tool-server"]
     assert option["takes_value"] and option["dest"] == "tool_server"
     docker = build_plan(spec({"enabled": True}, backend=backend))
-    assert tool_server(docker.argv) == f"{C.TOOLSERVER_DOCKER_ALIAS}:{C.TOOLSERVER_PORT}"
+    assert tool_server(docker.argv) == f"{C.TOOLSERVER_DOCKER_ALIAS}:{I.PORT}"
     k8s = build_plan(spec({"enabled": True}, stack="My_Stack.1", backend=backend, **K8S))
-    assert tool_server(k8s.argv) == f"gptoss-my-stack-1-python-tool:{C.TOOLSERVER_PORT}" == \
-        f"{BT.k8s_service_name('My_Stack.1')}:{C.TOOLSERVER_PORT}"
+    assert tool_server(k8s.argv) == f"gptoss-my-stack-1-python-tool:{I.PORT}" == \
+        f"{BT.k8s_service_name('My_Stack.1')}:{I.PORT}"
     if backend == "sglang":  # the launcher's args file says the same
-        assert f"--tool-server\n{C.TOOLSERVER_DOCKER_ALIAS}:{C.TOOLSERVER_PORT}\n" in docker.files["sglang.args"]
+        assert f"--tool-server\n{C.TOOLSERVER_DOCKER_ALIAS}:{I.PORT}\n" in docker.files["sglang.args"]
     own = build_plan(spec({"enabled": True, "address": "10.0.0.5:9000"}, backend=backend, **RUNPOD))
     assert tool_server(own.argv) == "10.0.0.5:9000"
 
@@ -94,3 +96,20 @@ def test_an_unknown_key_gets_a_guess():
     with pytest.raises(SpecError) as info:
         load_spec({**BASE, "builtin_tools": {"pyhton": {"enabled": True}}}, "t")
     assert "did you mean 'python'" in str(info.value)
+
+
+def test_the_stack_defaults_are_the_tool_servers_own_and_within_its_bounds():
+    """The spec's limits become TOOLSERVER_* variables the tool server reads with these defaults and bounds."""
+    from infra.spec import PythonTool
+
+    py = PythonTool()
+    env = BT.server_env(spec({"enabled": True}))
+    assert Limits.from_env(env) == Limits()  # defaults equal: the variables change nothing
+    fields = {"timeout_s": "timeout_s", "memory_mb": "memory_mb", "max_concurrency": "max_concurrent"}
+    for ours, theirs in fields.items():
+        lo, hi = Limits.BOUNDS[theirs]
+        meta = {type(m).__name__: m for m in PythonTool.model_fields[ours].metadata}
+        assert lo <= meta["Ge"].ge and meta["Le"].le <= hi, ours
+        assert getattr(py, ours) == getattr(Limits(), theirs)
+    lo, hi = Limits.BOUNDS["max_output_bytes"]
+    assert lo <= 1 * 1024 and 1024 * 1024 <= hi and py.max_output_kb * 1024 == Limits().max_output_bytes

@@ -4,8 +4,9 @@ A stack with `builtin_tools.python.enabled` (and no `address` of the user's own)
 - a Docker network of its own, `internal` (Docker gives it no route out: no egress, and no port of it
   can be published), that the engine container joins besides its usual one;
 - the tool server container on that network only, reachable as `python-tool` (constants.TOOLSERVER_DOCKER_ALIAS),
-  with no published port, running as a non-root user with a read-only root, a small tmpfs at /tmp, every
-  capability dropped, no-new-privileges, and pids / memory / CPU limits. It gets the per-call limits
+  with no published port, isolated as infra/toolserver/isolation.py says (non-root, read-only root, a small
+  tmpfs for the conversations' files, every capability dropped, no-new-privileges, process / memory / CPU
+  limits; `builtin_tools.python.runtime` as Docker's --runtime for gVisor or Kata). It gets the per-call limits
   (infra.builtin_tools.server_env) and nothing else: no Docker socket, no mount, no secret.
 
 The engine container is created after the tool server is healthy: both engines connect to the tool
@@ -18,26 +19,30 @@ import pulumi_docker as docker
 
 from infra import builtin_tools as BT
 from infra import constants as C
+from infra.toolserver import isolation as I
 
 
 def sandbox_options(spec) -> dict:
-    """The tool server container's isolation, as pulumi_docker.Container arguments (tests hold these)."""
-    memory = BT.memory_limit_mb(spec)
+    """The tool server container's isolation (infra/toolserver/isolation.py container(), the one source) as
+    pulumi_docker.Container arguments. The provider has no pids-limit argument: the uid's RLIMIT_NPROC (nproc)
+    caps the container's processes instead (uid 10002 runs nothing else on the host)."""
+    c = I.container(BT.container_limits(spec))
+    memory = int(c["memory"].removesuffix("m"))
     runtime = BT.python_tool(spec).runtime
     return {
         **({"runtime": runtime} if runtime else {}),  # gVisor (runsc), Kata: registered with the daemon
-        "user": f"{C.TOOLSERVER_UID}:{C.TOOLSERVER_UID}",
-        "read_only": True,
-        "tmpfs": {"/tmp": f"rw,noexec,nosuid,nodev,size={C.TOOLSERVER_TMP_MB}m,mode=1777"},
-        "capabilities": docker.ContainerCapabilitiesArgs(drops=["ALL"]),
-        "security_opts": ["no-new-privileges:true"],
+        "user": c["user"],
+        "read_only": c["read_only"],
+        "tmpfs": dict(c["tmpfs"]),
+        "capabilities": docker.ContainerCapabilitiesArgs(drops=list(c["cap_drop"])),
+        "security_opts": list(c["security_opt"]),
         "memory": memory,
-        "memory_swap": memory,  # no swap beyond the memory limit
-        "cpus": str(max(1, min(BT.python_tool(spec).max_concurrency, 4))),
-        "ulimits": [docker.ContainerUlimitArgs(name="nproc", soft=C.TOOLSERVER_PIDS, hard=C.TOOLSERVER_PIDS),
-                    docker.ContainerUlimitArgs(name="nofile", soft=1024, hard=1024)],
-        "ipc_mode": "private",
+        "memory_swap": int(c["memory_swap"].removesuffix("m")),
+        "cpus": str(c["cpus"]),
+        "ulimits": [docker.ContainerUlimitArgs(name="nproc", soft=c["pids_limit"], hard=c["pids_limit"])],
+        "ipc_mode": c["ipc"],
         "privileged": False,
+        "command": list(c["command"]),
     }
 
 

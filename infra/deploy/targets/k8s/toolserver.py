@@ -1,12 +1,12 @@
 """Kubernetes: the python tool server (issue 22) beside the engine pods. Pure specs + one register call.
 
 A stack with `builtin_tools.python.enabled` (and no `address` of the user's own) gets, in its namespace:
-- a Deployment whose pods meet the pod security "restricted" profile: non-root (uid
-  constants.TOOLSERVER_UID), no privilege escalation, every capability dropped, seccomp RuntimeDefault,
-  read-only root with an in-memory /tmp of constants.TOOLSERVER_TMP_MB, no service-account token, no
-  service links in the env, memory and CPU limits; `builtin_tools.python.runtime` as the pods'
-  runtimeClassName (gVisor, Kata) when set. Its env is the per-call limits only: no secret, no volume
-  but /tmp. Its labels share nothing with the engine's selectors (the engine Service never picks it);
+- a Deployment whose pods meet the pod security "restricted" profile, with infra/toolserver/isolation.py's
+  pod and container fields (non-root uid 10002, no privilege escalation, every capability dropped, seccomp
+  RuntimeDefault, read-only root with an in-memory scratch volume, no service-account token, no service
+  links, memory and CPU limits); `builtin_tools.python.runtime` as the pods' runtimeClassName (gVisor, Kata)
+  when set. Its env is the per-call limits only: no secret, no volume but the scratch one. Its labels share
+  nothing with the engine's selectors (the engine Service never picks it);
 - a ClusterIP Service named infra.builtin_tools.k8s_service_name(stack), the plan's `--tool-server` address;
 - NetworkPolicies: the tool pods take connections only from the stack's engine pods on the tool port and
   reach nothing (no egress at all, DNS included); the engine pods may reach the tool pods on that port and
@@ -22,6 +22,7 @@ import pulumi
 
 from infra import builtin_tools as BT
 from infra import constants as C
+from infra.toolserver import isolation as I
 
 COMPONENT = "python-tool"
 PORT_NAME = "mcp"
@@ -37,38 +38,22 @@ def selector(instance: str) -> dict[str, str]:
     return {k: v for k, v in pod_labels(instance).items() if k != "app.kubernetes.io/part-of"}
 
 
-def container_security_context() -> dict[str, Any]:
-    return {"runAsUser": C.TOOLSERVER_UID, "runAsGroup": C.TOOLSERVER_UID, "runAsNonRoot": True,
-            "allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True, "privileged": False,
-            "capabilities": {"drop": ["ALL"]}, "seccompProfile": {"type": "RuntimeDefault"}}
-
-
 def deployment_spec(spec, instance: str, *, image: Any, pull_secret: str | None) -> dict[str, Any]:
+    """The tool server's Deployment: isolation.py's pod and container fields (the one source), the stack's limits."""
     py = BT.python_tool(spec)
-    memory = f"{BT.memory_limit_mb(spec)}Mi"
-    cpu = str(max(1, min(py.max_concurrency, 4)))
+    limits = BT.container_limits(spec)
     probe = {"tcpSocket": {"port": PORT_NAME}, "periodSeconds": 10, "timeoutSeconds": 3}
     container = {
         "name": COMPONENT,
         "image": image,
         "imagePullPolicy": "IfNotPresent",
-        "ports": [{"name": PORT_NAME, "containerPort": C.TOOLSERVER_PORT, "protocol": "TCP"}],
+        **I.kubernetes_container_fields(limits),
+        "ports": [{"name": PORT_NAME, "containerPort": I.PORT, "protocol": "TCP"}],
         "env": [{"name": k, "value": v} for k, v in sorted(BT.server_env(spec).items())],
-        "resources": {"requests": {"cpu": "250m", "memory": memory}, "limits": {"cpu": cpu, "memory": memory}},
-        "securityContext": container_security_context(),
-        "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
         "readinessProbe": {**probe, "initialDelaySeconds": 2},
         "livenessProbe": {**probe, "initialDelaySeconds": 10, "failureThreshold": 6},
     }
-    pod: dict[str, Any] = {
-        "containers": [container],
-        "automountServiceAccountToken": False,  # model-written code never sees a cluster credential
-        "enableServiceLinks": False,  # nor the addresses of the namespace's other Services in its env
-        "hostNetwork": False, "hostPID": False, "hostIPC": False,
-        "securityContext": {"runAsUser": C.TOOLSERVER_UID, "runAsGroup": C.TOOLSERVER_UID, "runAsNonRoot": True,
-                            "seccompProfile": {"type": "RuntimeDefault"}},
-        "volumes": [{"name": "tmp", "emptyDir": {"medium": "Memory", "sizeLimit": f"{C.TOOLSERVER_TMP_MB}Mi"}}],
-    }
+    pod: dict[str, Any] = {"containers": [container], **I.kubernetes_pod_fields(), "volumes": I.kubernetes_volumes(limits)}
     if py.runtime:
         pod["runtimeClassName"] = py.runtime
     if pull_secret:
@@ -79,11 +64,11 @@ def deployment_spec(spec, instance: str, *, image: Any, pull_secret: str | None)
 
 def service_spec(instance: str) -> dict[str, Any]:
     return {"type": "ClusterIP", "selector": selector(instance),
-            "ports": [{"name": PORT_NAME, "port": C.TOOLSERVER_PORT, "targetPort": PORT_NAME, "protocol": "TCP"}]}
+            "ports": [{"name": PORT_NAME, "port": I.PORT, "targetPort": PORT_NAME, "protocol": "TCP"}]}
 
 
 def _tcp_port() -> list[dict[str, Any]]:
-    return [{"protocol": "TCP", "port": C.TOOLSERVER_PORT}]
+    return [{"protocol": "TCP", "port": I.PORT}]
 
 
 def tool_policy_spec(instance: str, engine_pods: dict[str, str]) -> dict[str, Any]:
