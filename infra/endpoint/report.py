@@ -46,6 +46,7 @@ API_VIEW: list[tuple[str, list[tuple[str, str]]]] = [
     ("tool loop", [("tool_loop", "chat"), ("responses_tool_loop", "responses")]),
     ("structured output", [("structured_output", "chat"), ("structured_output", "responses")]),
     ("answer", [("answer", "chat"), ("answer", "responses")]),
+    ("built-in tools", [("builtin_python", "responses")]),
     ("load", [("concurrency", "chat")]),
     ("harmony", [("no_harmony_leak", "every field seen")]),
 ]

@@ -48,21 +48,28 @@ def _package_servers(request, tmp_path_factory):
     """On first use, starts side by side every package server that the collected tests use (two
     vLLM start-ups overlap: much of one is single-threaded), without waiting; stops them at the end.
     (These fixtures are visible only in this package, so every item naming one is one of its tests.)"""
+    from tests.endpoint import toolserver_process
     from tests.vllm_cpu.server import make_server
 
     wanted = sorted({f for item in request.session.items for f in getattr(item, "fixturenames", ())
                      if f in PACKAGE_SERVERS})
     pool: dict = {}
+    tools = None
     capman = request.config.pluginmanager.getplugin("capturemanager")
     try:
         with capman.global_and_fixture_disabled():
+            # The project's python tool server, attached to every package server (builtin_python runs on them).
+            tools = toolserver_process.start(tmp_path_factory.mktemp("toolserver")) if wanted else None
             for name in wanted:
                 dirname, key = PACKAGE_SERVERS[name]
-                pool[name] = make_server(tmp_path_factory.mktemp(dirname), api_key=key).start(wait=False)
+                pool[name] = make_server(tmp_path_factory.mktemp(dirname), api_key=key,
+                                         **tools.overrides()).start(wait=False)
         yield pool
     finally:
         for srv in pool.values():
             srv.stop()
+        if tools is not None:
+            tools.stop()
 
 
 def _package_server(request, pool: dict, name: str):

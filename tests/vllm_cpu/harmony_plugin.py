@@ -48,7 +48,7 @@ REASONING_TOOL = "The user needs data from a tool. I will call it."
 ANSWER = "Hello from the tiny gpt-oss test model."
 ANSWER_AFTER_TOOL = "The tool answered; that is the result."
 REASONING_PYTHON = "The user wants a value computed. I will run the code with python."
-MAX_PYTHON_ANSWER = 400  # characters of the tool's result the final answer repeats
+MAX_PYTHON_ANSWER = 400  # characters of the tool's result the final answer repeats (its last ones)
 FILLER = " and so on"
 
 _DEBUG = os.environ.get("GPTOSS_HARMONY_PLUGIN_DEBUG")  # a file: one JSON line per forced step
@@ -107,7 +107,7 @@ def python_code(tail: str) -> str | None:
 def python_result(tail: str) -> str | None:
     """The python tool's last result in the conversation after the last user message."""
     m = re.findall(r"<\|start\|>python[^<]*(?:<\|channel\|>\w+)?<\|message\|>(.*?)<\|end\|>", tail, re.S)
-    return m[-1].strip()[:MAX_PYTHON_ANSWER] if m else None
+    return m[-1].strip()[-MAX_PYTHON_ANSWER:] if m else None  # the end: a printed value, or the error line
 
 
 def plan_texts(prompt: str, ignore_eos: bool, schema: dict | None = None) -> tuple[list[str], bool]:
