@@ -674,6 +674,13 @@ def _check_network_policy(policy: "NetworkPolicy", stack: str | None) -> None:
 def _check_builtin_tools(spec: "StackSpec") -> None:
     """Built-in tools a stack can run: python (not on RunPod), never the unbuilt browser."""
     tools, stack = spec.builtin_tools, spec.stack or None
+    for i, arg in enumerate(spec.extra_args):
+        if arg.split("=", 1)[0] == "--tool-server":
+            raise SpecError(f"extra_args[{i}]", shown_arg(arg),
+                            "the engine's tool server comes from builtin_tools (the engines' `demo` one runs model-written "
+                            "code in the engine's process or through a Docker socket)",
+                            "remove it and set builtin_tools.python.enabled: true, or builtin_tools.python.address: host:port "
+                            "(README, Built-in tools)", stack=stack)
     if tools is None:
         return
     if tools.browser.enabled:

@@ -65,9 +65,14 @@ def test_without_the_tool_there_is_no_flag_and_nothing_in_the_spec_env():
     assert "builtin_tools" not in build_plan(spec(None)).env[C.SPEC_ENV]
 
 
-def test_extra_args_still_have_the_last_word():
-    plan = build_plan(spec({"enabled": True}, extra_args=["--tool-server", "demo"]))
-    assert plan.argv.count("--tool-server") == 1 and tool_server(plan.argv) == "demo"
+@pytest.mark.parametrize("args", [["--tool-server", "demo"], ["--tool-server=10.0.0.5:8765"]])
+def test_extra_args_cannot_set_a_tool_server(args):
+    """The demo tool server runs the model's code in the engine process (or with a Docker socket): refused, like
+    any tool server given past the builtin_tools section."""
+    with pytest.raises(SpecError) as info:
+        spec({"enabled": True}, extra_args=args)
+    assert info.value.field == "extra_args[0]" and "builtin_tools" in info.value.fix
+    assert "10.0.0.5" not in str(info.value)  # an option's value is never shown
 
 
 @pytest.mark.parametrize("kwargs, field, words", [
