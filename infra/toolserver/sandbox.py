@@ -26,7 +26,7 @@ class ConfigError(ValueError):
 @dataclass(frozen=True)
 class Limits:
     """Every limit, with its env var (TOOLSERVER_<NAME upper>), default and bounds. One source of truth:
-    the README's tool-server table and the tool instructions read these."""
+    images/toolserver/README.md lists them; the tool instructions quote the ones the model needs."""
     timeout_s: int = 30            # wall clock per call; the process group is killed after it
     max_output_bytes: int = 65536  # stdout+stderr kept per call (the rest is dropped with a note)
     memory_mb: int = 1024          # RLIMIT_AS per process
@@ -61,10 +61,10 @@ class Limits:
                 value = int(raw)
             except ValueError:
                 raise ConfigError(f"{var}={raw[:40]!r} is not a whole number; set an integer in [{lo}, {hi}] "
-                                  "(README: the python tool server)") from None
+                                  "(images/toolserver/README.md)") from None
             if not lo <= value <= hi:
                 raise ConfigError(f"{var}={value} is outside [{lo}, {hi}]; set a value in that range "
-                                  "(README: the python tool server)")
+                                  "(images/toolserver/README.md)")
             values[f.name] = value
         return cls(**values)
 
