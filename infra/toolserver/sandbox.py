@@ -73,6 +73,7 @@ def child_config(limits: Limits, scratch: Path, require_landlock: bool) -> dict:
     return {"memory_bytes": limits.memory_mb << 20, "cpu_seconds": limits.timeout_s + 1,
             "max_procs": limits.max_procs, "max_file_bytes": limits.max_file_mb << 20,
             "max_open_files": limits.max_open_files, "scratch": str(scratch), "server_pid": os.getpid(),
+            "server_pgid": os.getpgid(0),
             "require_landlock": require_landlock}
 
 
@@ -225,10 +226,10 @@ def scratch_usage(path: Path) -> int:
 
 def remove_tree(path: Path) -> None:
     """rmtree that also removes what the model made unreadable (chmod 000 dirs) in its scratch dir."""
-    for root, dirs, _files in os.walk(path):
+    for root, dirs, _files in os.walk(path):  # never follows links; a link is never chmod-ed (nor what it names)
         for d in dirs:
             try:
                 os.chmod(os.path.join(root, d), 0o700, follow_symlinks=False)
-            except OSError:
+            except (OSError, NotImplementedError):  # NotImplementedError: a symlink (Linux has no lchmod)
                 pass
-    shutil.rmtree(path, ignore_errors=True)
+    shutil.rmtree(path, ignore_errors=True)  # fd-based on Linux: links are removed, never followed

@@ -9,7 +9,6 @@ import json
 import socket
 import sys
 import time
-from pathlib import Path
 
 import pytest
 from conftest import CANARY, CANARY_NAME, ROOT, call, free_port
