@@ -8,7 +8,7 @@ import json
 import subprocess
 
 import pytest
-from conftest import ROOT
+from tests.toolserver.harness import ROOT
 
 pytestmark = pytest.mark.slow  # imports vLLM (and builds its CPU venv when the cache lacks it)
 

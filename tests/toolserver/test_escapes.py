@@ -19,7 +19,7 @@ from pathlib import Path
 
 import anyio
 import pytest
-from conftest import CANARY, CANARY_NAME, ROOT, acall, call, describe, sandbox_processes
+from tests.toolserver.harness import CANARY, CANARY_NAME, ROOT, acall, call, describe, sandbox_processes, session_call
 
 from infra.toolserver import isolation
 from infra.toolserver.child import seccomp_program
@@ -61,8 +61,7 @@ def test_files_persist_per_conversation_interpreter_state_does_not(server):
     assert is_error and "FileNotFoundError" in text
 
     async def cleanup():
-        from conftest import _session_call
-        return await _session_call(server.url, lambda s: s.call_tool("cleanup_session", {}), {"x-session-id": "conv-a"})
+        return await session_call(server.url, lambda s: s.call_tool("cleanup_session", {}), {"x-session-id": "conv-a"})
 
     anyio.run(cleanup)
     text, is_error = call(server.url, "print(open('notes.txt').read())", "conv-a")
@@ -348,8 +347,7 @@ def test_cleanup_never_follows_the_models_links(server, tmp_path):
         assert (mine / "link").is_symlink()
 
         async def cleanup():
-            from conftest import _session_call
-            return await _session_call(server.url, lambda s: s.call_tool("cleanup_session", {}),
+                return await session_call(server.url, lambda s: s.call_tool("cleanup_session", {}),
                                        {"x-session-id": "conv-links"})
 
         assert anyio.run(cleanup).content[0].text == "ok"

@@ -11,7 +11,7 @@ import sys
 import time
 
 import pytest
-from conftest import CANARY, CANARY_NAME, ROOT, call, free_port
+from tests.toolserver.harness import CANARY, CANARY_NAME, ROOT, call, free_port
 
 sys.path.insert(0, str(ROOT / "tests" / "launcher"))
 from test_images import docker, standin_base  # noqa: E402,F401  the launcher tests' dockerd and stand-in base
