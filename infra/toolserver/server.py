@@ -139,6 +139,9 @@ class ToolServer:
                 reap_orphans(self.live)
             if note:
                 out.text += f"[python tool] note: {note}\n"
+            # one line per call, never the code or its output
+            log.info("call conversation=%s error=%s output_bytes=%d", self.sessions.path(key).name[:8], out.is_error,
+                     len(out.text))
             return out
         except Exception as exc:  # noqa: BLE001 - the model gets a readable error, the server keeps serving
             log.exception("python call failed")
