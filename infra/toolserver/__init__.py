@@ -15,6 +15,11 @@ Interface (for the deploy wiring, the plan's tool-server flag and the smoke chec
 - Container isolation: infra/toolserver/isolation.py (docker_run_options(), container(), kubernetes_*()).
 - Image: images/toolserver/ (python images/toolserver/build.py; base pinned in infra/catalogue/images.yaml).
 
+- Engines checked (2026-12-05): vLLM CPU 0.32 with vLLM's own MCPToolServer (tests/toolserver/test_engine_client.py),
+  vLLM 0.33's client code is the same; SGLang 0.5.23 calls the same way but sends no x-session-id and filters on
+  annotations (which mcp 2.x types drop), so on SGLang the tool shows in the prompt as a function.
+- Tests reuse tests/toolserver/harness.py: `with running_toolserver() as s:` then `--tool-server s.hostport`.
+
 Modules: isolation (pure settings), sandbox (one call in a fresh confined process), child (the in-process
 confinement: rlimits, Landlock, seccomp), server (the MCP server and per-conversation scratch dirs).
 """

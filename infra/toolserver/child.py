@@ -43,7 +43,7 @@ LD_ABS, JEQ, JGE, RET = 0x20, 0x15, 0x35, 0x06
 X32_SYSCALL_BIT = 0x40000000
 
 
-def seccomp_program(machine: str, server_pid: int) -> list[tuple[int, int, int, int]]:
+def seccomp_program(machine: str, server_pid: int, server_pgid: int | None = None) -> list[tuple[int, int, int, int]]:
     """The BPF filter as (code, jt, jf, k). Unknown arch: a refusal, never an unfiltered child."""
     arch = AUDIT_ARCH[machine]
     col = 0 if machine == "x86_64" else 1
@@ -57,7 +57,9 @@ def seccomp_program(machine: str, server_pid: int) -> list[tuple[int, int, int, 
     # socketpair: AF_UNIX only (an anonymous pair reaches nothing outside the process tree)
     prog += [(JEQ, 0, 4, nr["socketpair"]), (LD_ABS, 0, 0, 16), (JEQ, 0, 1, AF_UNIX), (RET, 0, 0, RET_ALLOW),
              (RET, 0, 0, RET_ERRNO | EACCES)]
-    bad = [server_pid & 0xFFFFFFFF, (-server_pid) & 0xFFFFFFFF, 0xFFFFFFFF]  # the server, its group, everyone
+    # the server, its process group (by its pid and its pgid), everyone
+    bad = sorted({server_pid & 0xFFFFFFFF, (-server_pid) & 0xFFFFFFFF, (-(server_pgid or server_pid)) & 0xFFFFFFFF,
+                  0xFFFFFFFF})
     for name in PID_ARG0:
         n = len(bad)
         prog += [(JEQ, 0, n + 3, nr[name]), (LD_ABS, 0, 0, 16)]
@@ -66,14 +68,14 @@ def seccomp_program(machine: str, server_pid: int) -> list[tuple[int, int, int, 
     return prog + [(RET, 0, 0, RET_ALLOW)]
 
 
-def install_seccomp(libc, server_pid: int) -> None:
+def install_seccomp(libc, server_pid: int, server_pgid: int | None = None) -> None:
     class SockFilter(ctypes.Structure):
         _fields_ = [("code", ctypes.c_ushort), ("jt", ctypes.c_ubyte), ("jf", ctypes.c_ubyte), ("k", ctypes.c_uint)]
 
     class SockFprog(ctypes.Structure):
         _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.POINTER(SockFilter))]
 
-    prog = seccomp_program(os.uname().machine, server_pid)
+    prog = seccomp_program(os.uname().machine, server_pid, server_pgid)
     arr = (SockFilter * len(prog))(*[SockFilter(*ins) for ins in prog])
     fprog = SockFprog(len(prog), arr)
     if libc.prctl(38, 1, 0, 0, 0) != 0:  # PR_SET_NO_NEW_PRIVS
@@ -190,7 +192,7 @@ def main() -> None:
         install_landlock(libc, cfg["scratch"], abi)
     elif cfg.get("require_landlock"):
         raise SystemExit("sandbox: Landlock is unavailable and TOOLSERVER_REQUIRE_LANDLOCK is set")
-    install_seccomp(libc, cfg["server_pid"])
+    install_seccomp(libc, cfg["server_pid"], cfg.get("server_pgid"))
     del libc
     run_cell(code)
 

@@ -26,7 +26,7 @@ class ConfigError(ValueError):
 @dataclass(frozen=True)
 class Limits:
     """Every limit, with its env var (TOOLSERVER_<NAME upper>), default and bounds. One source of truth:
-    the README's tool-server table and the tool instructions read these."""
+    images/toolserver/README.md lists them; the tool instructions quote the ones the model needs."""
     timeout_s: int = 30            # wall clock per call; the process group is killed after it
     max_output_bytes: int = 65536  # stdout+stderr kept per call (the rest is dropped with a note)
     memory_mb: int = 1024          # RLIMIT_AS per process
@@ -61,10 +61,10 @@ class Limits:
                 value = int(raw)
             except ValueError:
                 raise ConfigError(f"{var}={raw[:40]!r} is not a whole number; set an integer in [{lo}, {hi}] "
-                                  "(README: the python tool server)") from None
+                                  "(images/toolserver/README.md)") from None
             if not lo <= value <= hi:
                 raise ConfigError(f"{var}={value} is outside [{lo}, {hi}]; set a value in that range "
-                                  "(README: the python tool server)")
+                                  "(images/toolserver/README.md)")
             values[f.name] = value
         return cls(**values)
 
@@ -73,6 +73,7 @@ def child_config(limits: Limits, scratch: Path, require_landlock: bool) -> dict:
     return {"memory_bytes": limits.memory_mb << 20, "cpu_seconds": limits.timeout_s + 1,
             "max_procs": limits.max_procs, "max_file_bytes": limits.max_file_mb << 20,
             "max_open_files": limits.max_open_files, "scratch": str(scratch), "server_pid": os.getpid(),
+            "server_pgid": os.getpgid(0),
             "require_landlock": require_landlock}
 
 
@@ -225,10 +226,10 @@ def scratch_usage(path: Path) -> int:
 
 def remove_tree(path: Path) -> None:
     """rmtree that also removes what the model made unreadable (chmod 000 dirs) in its scratch dir."""
-    for root, dirs, _files in os.walk(path):
+    for root, dirs, _files in os.walk(path):  # never follows links; a link is never chmod-ed (nor what it names)
         for d in dirs:
             try:
                 os.chmod(os.path.join(root, d), 0o700, follow_symlinks=False)
-            except OSError:
+            except (OSError, NotImplementedError):  # NotImplementedError: a symlink (Linux has no lchmod)
                 pass
-    shutil.rmtree(path, ignore_errors=True)
+    shutil.rmtree(path, ignore_errors=True)  # fd-based on Linux: links are removed, never followed

@@ -2,7 +2,8 @@
 
 Engines (vLLM `--tool-server host:port`, SGLang `--tool-server`) connect to http://host:port/sse, read the server
 name (`python`, the harmony namespace) and its instructions (the namespace description in the prompt), and call
-tool `python` with {"code": "<the model's message>"}; they read `result.content[0].text`. vLLM sends an
+tool `python` with {"code": "<the model's message>"}; they read `result.content[0].text`. Both tools carry meta
+include_in_prompt=False, so vLLM renders the namespace like harmony's built-in python tool (description only). vLLM sends an
 `x-session-id` header (its request id) on every call of one Responses request and calls `cleanup_session` at the
 end (a tool hidden from the prompt by meta include_in_prompt=False); SGLang sends neither, so the SSE session
 stands in for the conversation.
@@ -114,7 +115,6 @@ class ToolServer:
         self.limits, self.python, self.require_landlock = limits, python, require_landlock
         self.sessions = Sessions(scratch_root, limits)
         self.slots = asyncio.Semaphore(limits.max_concurrent)
-        self.running = 0
         self.live: set[int] = set()
 
     async def call(self, code: str, key: str) -> Outcome:
@@ -128,7 +128,6 @@ class ToolServer:
         except asyncio.TimeoutError:
             return Outcome(f"[python tool] error: busy: {self.limits.max_concurrent} calls are running and none "
                            f"finished within {self.limits.queue_wait_s} s; try again shortly", True)
-        self.running += 1
         try:
             scratch = self.sessions.acquire(key)
             note = None
@@ -140,13 +139,15 @@ class ToolServer:
                 reap_orphans(self.live)
             if note:
                 out.text += f"[python tool] note: {note}\n"
+            # one line per call, never the code or its output
+            log.info("call conversation=%s error=%s output_bytes=%d", self.sessions.path(key).name[:8], out.is_error,
+                     len(out.text))
             return out
         except Exception as exc:  # noqa: BLE001 - the model gets a readable error, the server keeps serving
             log.exception("python call failed")
             return Outcome(f"[python tool] error: the sandbox could not run the code ({type(exc).__name__}: "
                            f"{str(exc)[:200]})", True)
         finally:
-            self.running -= 1
             self.slots.release()
 
 
@@ -158,7 +159,7 @@ def probe(limits: Limits, python: str, scratch_root: Path, require_landlock: boo
             "print('%d.%d.%d' % sys.version_info[:3], net, 'landlock-abi-%d' % abi if abi > 0 else 'no-landlock')")
     server = ToolServer(limits, scratch_root, python, require_landlock)
     out = asyncio.run(server.call(code, "probe"))
-    server.sessions.cleanup("h:probe")
+    server.sessions.cleanup("probe")
     parts = out.text.split()
     if out.is_error or len(parts) != 3 or parts[1] != "blocked":
         raise RuntimeError(f"the sandbox self-check failed: {out.text.strip()[:500]}")
@@ -168,10 +169,17 @@ def probe(limits: Limits, python: str, scratch_root: Path, require_landlock: boo
 def build_server(limits: Limits, scratch_root: Path, python: str, require_landlock: bool = False):
     version, summary = probe(limits, python, scratch_root, require_landlock)
     log.info("python tool sandbox ready: Python %s, %s", version, summary)
+    if "no-landlock" in summary:
+        log.warning("Landlock is unavailable (kernel < 5.13, not in the LSM list, or a runtime such as gVisor): calls "
+                    "can read each other's scratch files; the container's read-only root and tmpfs still bound writes")
     core = ToolServer(limits, scratch_root, python, require_landlock)
     mcp = MCPServer(name=isolation.SERVER_NAME, instructions=instructions(limits, version), log_level="WARNING")
 
-    @mcp.tool(name=isolation.TOOL_NAME, description=TOOL_DESCRIPTION, structured_output=False)
+    # Hidden from the prompt (vLLM drops tools whose meta says include_in_prompt False): the namespace then renders
+    # exactly like harmony's built-in python tool (its description, no function signature), the format gpt-oss
+    # was trained on: `to=python` with the raw code as the message, which the engine sends as {"code": ...}.
+    @mcp.tool(name=isolation.TOOL_NAME, description=TOOL_DESCRIPTION, meta={"include_in_prompt": False},
+              structured_output=False)
     async def python_tool(code: str, ctx: Context) -> CallToolResult:
         out = await core.call(code, session_key(ctx))
         return CallToolResult(content=[TextContent(type="text", text=out.text)], is_error=out.is_error)
@@ -215,6 +223,9 @@ def main(argv: list[str] | None = None) -> int:
         if not root.is_dir() or not os.access(root, os.W_OK | os.X_OK):
             raise ConfigError(f"--scratch {a.scratch!r} is not a writable directory; mount a tmpfs there "
                               "(infra/toolserver/isolation.py) or pass another")
+        if os.geteuid() == 0 and not root.stat().st_mode & 0o001:
+            raise ConfigError(f"--scratch {a.scratch!r}: as root the server runs calls as uid {limits.child_uid}, "
+                              f"who must traverse it: chmod o+x {a.scratch}")
         require = os.environ.get("TOOLSERVER_REQUIRE_LANDLOCK", "") in ("1", "true")
         import ctypes
 

@@ -9,16 +9,17 @@ from __future__ import annotations
 import hashlib
 import os
 import select
+import shutil
 import socket
 import subprocess
 import sys
-import threading
+import tempfile
 import time
 from pathlib import Path
 
 import anyio
 import pytest
-from conftest import CANARY, CANARY_NAME, ROOT, acall, call, describe, sandbox_processes
+from tests.toolserver.harness import CANARY, CANARY_NAME, ROOT, acall, call, describe, sandbox_processes, session_call
 
 from infra.toolserver import isolation
 from infra.toolserver.child import seccomp_program
@@ -35,9 +36,10 @@ def test_engines_see_the_python_namespace_and_one_prompt_tool(toolserver):
     assert set(by_name) == {"python", "cleanup_session"}
     assert by_name["python"].input_schema["properties"]["code"]["type"] == "string"
     assert by_name["python"].input_schema["required"] == ["code"]
-    # vLLM's post_process_tools_description drops tools whose meta says include_in_prompt False
+    # vLLM's post_process_tools_description drops tools whose meta says include_in_prompt False: both, so the
+    # namespace renders like harmony's built-in python tool (tests/toolserver/test_engine_client.py)
     assert (by_name["cleanup_session"].meta or {}).get("include_in_prompt") is False
-    assert (by_name["python"].meta or {}).get("include_in_prompt", True) is True
+    assert (by_name["python"].meta or {}).get("include_in_prompt") is False
 
 
 def test_a_cell_prints_its_last_expression_and_reports_exceptions(server):
@@ -59,8 +61,7 @@ def test_files_persist_per_conversation_interpreter_state_does_not(server):
     assert is_error and "FileNotFoundError" in text
 
     async def cleanup():
-        from conftest import _session_call
-        return await _session_call(server.url, lambda s: s.call_tool("cleanup_session", {}), {"x-session-id": "conv-a"})
+        return await session_call(server.url, lambda s: s.call_tool("cleanup_session", {}), {"x-session-id": "conv-a"})
 
     anyio.run(cleanup)
     text, is_error = call(server.url, "print(open('notes.txt').read())", "conv-a")
@@ -307,3 +308,50 @@ def test_isolation_options_hold_the_rules():
     assert f"USER {isolation.UID}:{isolation.UID}\n" in dockerfile and f"EXPOSE {isolation.PORT}\n" in dockerfile
     assert f'CMD {str(isolation.CONTAINER["command"]).replace(chr(39), chr(34))}' in dockerfile
     assert f"TOOLSERVER_SCRATCH_DIR={isolation.SCRATCH_DIR}" in dockerfile
+
+
+def test_the_seccomp_filter_alone_on_this_kernel():
+    """The BPF program by itself (no Landlock, no rlimits), installed in a real process: the network and escape
+    syscalls fail, ordinary work (threads, subprocesses, pipes, an AF_UNIX pair) goes on."""
+    code = f"""
+import ctypes, errno, os, runpy, socket, subprocess, threading
+ns = runpy.run_path({str(ROOT / 'infra' / 'toolserver' / 'child.py')!r}, run_name='seccomp_test')
+server = os.getppid()
+ns['install_seccomp'](ctypes.CDLL(None, use_errno=True), server, os.getpgid(server))
+def err(fn):
+    try:
+        fn(); return 'ok'
+    except OSError as e:
+        return errno.errorcode[e.errno]
+print(err(lambda: socket.socket(socket.AF_INET)), err(lambda: socket.socket(socket.AF_UNIX)),
+      err(lambda: socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)), err(lambda: socket.socketpair()),
+      err(lambda: os.kill(server, 0)), err(lambda: os.kill(-os.getpgid(server), 0)), err(lambda: os.kill(-1, 0)),
+      err(os.setsid), err(lambda: os.setpgid(0, 0)), err(lambda: os.kill(os.getpid(), 0)))
+t = threading.Thread(target=lambda: None); t.start(); t.join()
+print(subprocess.run(['echo', 'child ran'], capture_output=True, text=True).stdout.strip())
+"""
+    r = subprocess.run([sys.executable, "-I", "-c", code], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.splitlines() == ["EACCES EACCES EACCES ok EPERM EPERM EPERM EPERM EPERM ok", "child ran"]
+
+
+def test_cleanup_never_follows_the_models_links(server, tmp_path):
+    outside = Path(tempfile.mkdtemp(prefix="gptoss-toolserver-outside-", dir="/tmp"))
+    (outside / "keep.txt").write_text("keep")
+    outside.chmod(0o755)
+    try:
+        code = f"import os\nos.makedirs('locked/inner')\nopen('locked/inner/f', 'w').write('x')\nos.chmod('locked', 0)\n" \
+               f"os.symlink({str(outside)!r}, 'link')\nos.symlink({str(outside / 'keep.txt')!r}, 'filelink')"
+        assert call(server.url, code, "conv-links")[1] is False
+        mine = server.scratch / hashlib.sha256(b"h:conv-links").hexdigest()[:32]
+        assert (mine / "link").is_symlink()
+
+        async def cleanup():
+                return await session_call(server.url, lambda s: s.call_tool("cleanup_session", {}),
+                                       {"x-session-id": "conv-links"})
+
+        assert anyio.run(cleanup).content[0].text == "ok"
+        assert not mine.exists()
+        assert (outside / "keep.txt").read_text() == "keep" and (outside.stat().st_mode & 0o777) == 0o755
+    finally:
+        shutil.rmtree(outside, ignore_errors=True)
