@@ -7,6 +7,7 @@ Everything listens on 127.0.0.1 only; every request loop in these tests is bound
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -48,28 +49,29 @@ def _package_servers(request, tmp_path_factory):
     """On first use, starts side by side every package server that the collected tests use (two
     vLLM start-ups overlap: much of one is single-threaded), without waiting; stops them at the end.
     (These fixtures are visible only in this package, so every item naming one is one of its tests.)"""
-    from tests.endpoint import toolserver_process
+    from tests.toolserver.harness import running_toolserver
     from tests.vllm_cpu.server import make_server
 
     wanted = sorted({f for item in request.session.items for f in getattr(item, "fixturenames", ())
                      if f in PACKAGE_SERVERS})
     pool: dict = {}
-    tools = None
     capman = request.config.pluginmanager.getplugin("capturemanager")
-    try:
-        with capman.global_and_fixture_disabled():
-            # The project's python tool server, attached to every package server (builtin_python runs on them).
-            tools = toolserver_process.start(tmp_path_factory.mktemp("toolserver")) if wanted else None
-            for name in wanted:
-                dirname, key = PACKAGE_SERVERS[name]
-                pool[name] = make_server(tmp_path_factory.mktemp(dirname), api_key=key,
-                                         **tools.overrides()).start(wait=False)
-        yield pool
-    finally:
-        for srv in pool.values():
-            srv.stop()
-        if tools is not None:
-            tools.stop()
+    with contextlib.ExitStack() as stack:
+        try:
+            with capman.global_and_fixture_disabled():
+                # The project's python tool server, attached to every package server (builtin_python runs on them).
+                if wanted:
+                    tools = stack.enter_context(running_toolserver({"TOOLSERVER_TIMEOUT_S": "20"},
+                                                                   tmp_path_factory.mktemp("toolserver")))
+                    python = {"enabled": True, "address": tools.hostport}
+                for name in wanted:
+                    dirname, key = PACKAGE_SERVERS[name]
+                    pool[name] = make_server(tmp_path_factory.mktemp(dirname), api_key=key,
+                                             builtin_tools={"python": python}).start(wait=False)
+            yield pool
+        finally:
+            for srv in pool.values():
+                srv.stop()
 
 
 def _package_server(request, pool: dict, name: str):

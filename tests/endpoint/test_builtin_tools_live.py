@@ -1,5 +1,5 @@
 """builtin_python on the real vLLM (CPU) server started from the local stack's rendered plan, whose
-`builtin_tools.python.address` points at the project's real tool server (tests/endpoint/toolserver_process.py,
+`builtin_tools.python.address` points at the project's real tool server (tests/toolserver/harness.py running_toolserver,
 attached to the package servers once in conftest: no extra vLLM start). The tiny model's harmony plugin
 writes the python call and answers from the tool's output (tests/vllm_cpu/harmony_plugin.py)."""
 from __future__ import annotations
