@@ -438,7 +438,7 @@ def render_engine_args(st: PlanState) -> PlanState:
     if target_args:
         st.argv, st.files = merge_extra_args(st.argv, st.files, target_args, spec.backend, spec.stack)
         for o in filter(None, map(_option, target_args)):
-            st.provenance[f"argv:--{o}"] = f"target {spec.target}"
+            st.provenance[f"argv:--{o}"] = "builtin_tools.python" if o == "tool-server" else f"target {spec.target}"
     if extra:
         st.argv, st.files = merge_extra_args(st.argv, st.files, extra, spec.backend, spec.stack)
         for o in filter(None, map(_option, extra)):

@@ -55,7 +55,7 @@ def test_the_plan_adds_the_engines_tool_server_flag(backend):
     if backend == "sglang":  # the launcher's args file says the same
         assert f"--tool-server\n{C.TOOLSERVER_DOCKER_ALIAS}:{I.PORT}\n" in docker.files["sglang.args"]
     own = build_plan(spec({"enabled": True, "address": "10.0.0.5:9000"}, backend=backend, **RUNPOD))
-    assert tool_server(own.argv) == "10.0.0.5:9000"
+    assert tool_server(own.argv) == "10.0.0.5:9000" and own.provenance["argv:--tool-server"] == "builtin_tools.python"
 
 
 def test_without_the_tool_there_is_no_flag_and_nothing_in_the_spec_env():
