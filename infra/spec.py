@@ -109,20 +109,6 @@ def url_credentials(field: str, url: str, fix: str, stack: str | None) -> None:
                         stack=stack)
 
 
-_SECRET_WORDS = ("token", "password", "passwd", "secret", "apikey", "credentials")
-_NOT_SECRET_WORDS = frozenset({"tiktoken"})  # the tokenizer library (TIKTOKEN_ENCODINGS_BASE, TIKTOKEN_CACHE_DIR)
-
-
-def env_name_looks_secret(name: str) -> bool:
-    """HF_TOKEN, GITHUB_PAT_TOKEN, DB_PASSWORD, OPENAI_API_KEY, AWS_SECRET_ACCESS_KEY: yes; judged by the
-    name's words, so TIKTOKEN_ENCODINGS_BASE (a path the images set) is not taken for a token."""
-    low = name.lower()
-    if any(k in low for k in ("api_key", "access_key", "private_key")):
-        return True
-    words = [w for w in re.split(r"[^a-z0-9]+", low) if w and w not in _NOT_SECRET_WORDS]
-    return any(w.endswith(s) for w in words for s in _SECRET_WORDS)
-
-
 def set_config_fix(key: str, stack: str | None, secret: bool = True) -> str:
     """How to set one config value, as the README documents it: `invoke config`, which reads the value
     from a hidden prompt or stdin (never the command line) with the project's backend and passphrase."""
@@ -572,7 +558,7 @@ class StackSpec(BaseModel):
                       "set image.registry to a registry the cluster/pod can pull from (e.g. ghcr.io/<org>)")
 
         for name in self.env:
-            if env_name_looks_secret(name):
+            if C.looks_secret(name):
                 raise err(f"env.{name}", "<hidden>", "looks like a secret in plain config",
                           f"use a secret config key ({', '.join(C.SECRET_KEYS)}) instead")
         for i, arg in enumerate(self.extra_args):

@@ -46,7 +46,7 @@ REDACTED = "<redacted>"
 def is_secret_name(name: str) -> bool:
     # Whole words only: TIKTOKEN_ENCODINGS_BASE is not a token, HF_TOKEN is.
     up = name.upper()
-    return up in SECRET_VARS or bool(_SECRET_WORDS & set(up.replace("-", "_").split("_")))
+    return C.looks_secret(up)
 
 
 def redact_env(env: Mapping[str, str]) -> dict[str, str]:

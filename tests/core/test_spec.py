@@ -91,6 +91,27 @@ def test_secret_looking_env_and_args_are_refused():
             spec(env={name: "x"})
 
 
+@pytest.mark.parametrize("name,secret", [
+    # the spec's old word list (words ending in a secret word) and the launcher's (whole words, KEY among them)
+    ("HF_TOKEN", True), ("HFTOKEN", True), ("HUGGING_FACE_HUB_TOKEN", True), ("VLLM_API_KEY", True),
+    ("OPENAI_APIKEY", True), ("AWS_SECRET_ACCESS_KEY", True), ("SSH_PASSWORD", True), ("DB_PASSWD", True),
+    ("MY_SECRET", True), ("ENCRYPTION_KEY", True), ("KEY", True), ("GCP_CREDENTIALS", True), ("OPENAI_API_KEYS", True),
+    ("TIKTOKEN_ENCODINGS_BASE", False), ("TIKTOKEN_CACHE_DIR", False), ("TOKENIZERS_PARALLELISM", False),
+    ("PUBLIC_KEY", False), ("SSH_PUBLIC_KEY", False), ("KEYBOARD", False), ("PORT", False), ("MAX_MODEL_LEN", False),
+])
+def test_one_secret_name_rule_for_the_spec_and_the_launcher(name, secret):
+    from infra.constants import looks_secret
+    from infra.launcher.main import redact_env
+
+    assert looks_secret(name) is secret
+    assert (redact_env({name: "v"})[name] == "<redacted>") is secret  # the launcher's output
+    if secret:
+        with pytest.raises(SpecError, match=f"env.{name}.*looks like a secret"):
+            spec(env={name: "x"})
+    else:
+        assert spec(env={name: "x"}).env == {name: "x"}
+
+
 def test_tokenizer_settings_are_not_taken_for_secrets():
     # the images set TIKTOKEN_ENCODINGS_BASE; tokenizers' own switch is TOKENIZERS_PARALLELISM
     env = {"TIKTOKEN_ENCODINGS_BASE": "/opt/encodings", "TIKTOKEN_CACHE_DIR": "/cache/tiktoken",
