@@ -21,7 +21,6 @@ PLACEHOLDER_PATTERNS = (r"your-org", r"\bgpu-[a-z0-9]+\.internal\b")
 
 BACKENDS = ("vllm", "sglang")
 TARGETS = ("docker", "kubernetes", "runpod")
-MODELS = ("openai/gpt-oss-20b", "openai/gpt-oss-120b")
 
 # Engine versions the project is verified against (issue 2, item 7).
 ENGINE_VERSIONS = {"vllm": "0.33.0", "sglang": "0.5.23"}

@@ -339,7 +339,7 @@ def resolve_gpu(st: PlanState) -> PlanState:
         if gpu.generic:  # not in gpus.yaml: its arch preset and NVML memory (infra.catalogue.generic_gpu)
             st.warnings.append(generic_warning(gpu, spec.backend, spec.model))
         if spec.gpu == "auto":
-            gpu_count = detected.count if spec.tensor_parallel == "auto" and spec.model.endswith("120b") else spec.gpu_count
+            gpu_count = detected.count if spec.tp_uses_all_gpus else spec.gpu_count
             gpu_count = max(gpu_count, spec.resolved_tp)
             # the GPU-specific rules (fp8 on Ampere, FLASH_ATTN...) now apply
             spec = _revalidated(spec, gpu=gpu.id, gpu_count=gpu_count)

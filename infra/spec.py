@@ -18,11 +18,13 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from infra import constants as C
-from infra.catalogue import get_gpu, get_model, gpu_ids
+from infra.catalogue import get_gpu, get_model, gpu_ids, model_ids
 
 # A GPU id is a row of infra/catalogue/gpus.yaml (or "auto"): the catalogue is the one list, so a new
 # row is a valid `gpu:` value without touching this file.
 GpuId = str
+# A model id is a row of infra/catalogue/models.yaml, the one list (its values in the Stack key reference).
+ModelId = Literal[model_ids()]  # type: ignore[valid-type]
 
 
 # ---------------------------------------------------------------- input hygiene
@@ -290,7 +292,7 @@ class StackSpec(BaseModel):
 
     stack: str = Field("", description="stack name (not a config key)")
     backend: Literal["vllm", "sglang"]
-    model: Literal["openai/gpt-oss-20b", "openai/gpt-oss-120b"] = "openai/gpt-oss-120b"
+    model: ModelId = "openai/gpt-oss-120b"
     gpu: GpuId
     gpu_count: int = Field(1, ge=1, le=64)
     tensor_parallel: int | Literal["auto"] = "auto"
@@ -355,11 +357,16 @@ class StackSpec(BaseModel):
         return self.target_settings.engine_args(self.backend, weights) if self.target == "kubernetes" else []
 
     @property
+    def tp_uses_all_gpus(self) -> bool:
+        """tensor_parallel: auto on a model the catalogue spans over every GPU (120b, as the image READMEs run it)."""
+        return self.tensor_parallel == "auto" and self.model_info.tp_uses_all_gpus
+
+    @property
     def resolved_tp(self) -> int:
-        """TP: explicit, else the image READMEs' rule (120b: all GPUs, 20b: 1)."""
+        """TP: explicit, else the catalogue's auto_tensor_parallel (120b: all GPUs, 20b: 1)."""
         if self.tensor_parallel != "auto":
             return int(self.tensor_parallel)
-        return self.gpu_count if self.model == "openai/gpt-oss-120b" else 1
+        return self.model_info.auto_tp(self.gpu_count)
 
     @property
     def loopback_only(self) -> bool:

@@ -112,7 +112,7 @@ def gpu_devices(spec, plan) -> dict:
 def gpu_request_count(spec, plan) -> int:
     """GPUs to hand the container: the plan's count (TP), except when the launcher is to size TP
     from what it finds (gpu auto, tensor_parallel auto, 120b: all GPUs, as the image READMEs do): -1 = all."""
-    if spec.gpu == "auto" and spec.tensor_parallel == "auto" and spec.model.endswith("120b"):
+    if spec.gpu == "auto" and spec.tp_uses_all_gpus:
         return -1
     return int(plan.gpu_count)
 
