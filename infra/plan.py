@@ -301,14 +301,6 @@ class PlanState:
         return SpecError(field_name, value, problem, fix, stack=self.spec.stack or None)
 
 
-def _revalidated(spec: StackSpec, **updates: Any) -> StackSpec:
-    data = spec.model_dump()
-    data.update(updates)
-    out = StackSpec.model_validate(data)
-    out._cross_check()
-    return out
-
-
 def apply_container_env(st: PlanState) -> PlanState:
     """Layer 4 can change the spec itself (model, TP, context...): apply it first, re-check the spec."""
     spec, detected = st.spec, st.detected
@@ -318,7 +310,7 @@ def apply_container_env(st: PlanState) -> PlanState:
     st.env = parse_env(st.env_overrides, spec.backend)
     st.warnings += st.env.warnings
     spec_updates = {k: v for k, v in st.env.values.items() if k in SPEC_FIELDS}
-    st.spec = _revalidated(spec, **spec_updates) if spec_updates else spec
+    st.spec = spec.model_copy(update=spec_updates)  # validated: infra.spec._Checked.model_copy
     return st
 
 
@@ -342,7 +334,7 @@ def resolve_gpu(st: PlanState) -> PlanState:
             gpu_count = detected.count if spec.tp_uses_all_gpus else spec.gpu_count
             gpu_count = max(gpu_count, spec.resolved_tp)
             # the GPU-specific rules (fp8 on Ampere, FLASH_ATTN...) now apply
-            spec = _revalidated(spec, gpu=gpu.id, gpu_count=gpu_count)
+            spec = spec.model_copy(update={"gpu": gpu.id, "gpu_count": gpu_count})
     elif spec.gpu == "auto":
         st.notes.append("gpu is auto: the launcher picks the GPU preset and checks the fit on the host it starts on")
     st.spec, st.gpu, st.gpu_count, st.tp = spec, gpu, gpu_count, spec.resolved_tp
