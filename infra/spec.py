@@ -153,19 +153,11 @@ def _stack_of(data: Any) -> str | None:
 
 
 class _Checked(BaseModel):
-    """A part of a stack that cannot exist unchecked: the constructor, model_validate and model_copy(update=...)
-    all run its `_check` (a model validator), and every failure comes out as one SpecError (spec_error()).
-    The stack's name reaches the sections' messages through the validation context."""
+    """A part of a stack that cannot exist unchecked: however it is built, its `_check` runs (a model validator;
+    model_copy(update=...) validates too), and model_validate turns every failure into one SpecError
+    (spec_error). The stack's name reaches the sections' messages through the validation context."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
-
-    def __init__(self, /, **data: Any) -> None:
-        # pydantic's own __init__, with the validation context it cannot take (pydantic docs: "Using validation
-        # context with BaseModel initialization").
-        try:
-            self.__pydantic_validator__.validate_python(data, self_instance=self, context={"stack": _stack_of(data)})
-        except ValidationError as exc:
-            raise spec_error(exc, type(self), _stack_of(data)) from None
 
     @classmethod
     def model_validate(cls, obj: Any, **kwargs: Any):  # type: ignore[override]
@@ -423,6 +415,15 @@ class ImageSpec(_Section):
 class StackSpec(_Checked):
     """Everything one stack says. Unset tunables stay None and are resolved by infra.plan. Checked whenever
     one is built (sections first, then `_check`): a StackSpec that exists is one that can work."""
+
+    def __init__(self, /, **data: Any) -> None:
+        # pydantic's own __init__ with a validation context, as pydantic's docs do it ("Using validation context
+        # with BaseModel initialization"); only here: a custom __init__ on a section would make pydantic call it
+        # for the nested section too, without the context (so a section built alone raises ValidationError).
+        try:
+            self.__pydantic_validator__.validate_python(data, self_instance=self, context={"stack": _stack_of(data)})
+        except ValidationError as exc:
+            raise spec_error(exc, StackSpec, _stack_of(data)) from None
 
     stack: str = Field("", description="stack name (not a config key)")
     backend: Literal["vllm", "sglang"]

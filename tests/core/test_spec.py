@@ -221,6 +221,7 @@ def _message(build) -> str:
       "image": {"registry": "ghcr.io/a"}}, "kubernetes.network_policy.api_server_cidrs[0]"),  # two sections down
     ({"port": "abc"}, "port"),  # a type pydantic checks
     ({"max_modle_len": 4096}, "max_modle_len"),  # an unknown key
+    ({"image": {"registry": "bot:pw@ghcr.io/a"}}, "image.registry"),  # its fix names the stack: `invoke config --stack t`
 ])
 def test_every_way_of_building_a_spec_is_checked_with_one_message(bad, field):
     """A bare StackSpec(...), model_validate and model_copy(update=...) (which pydantic does not validate)
@@ -229,6 +230,7 @@ def test_every_way_of_building_a_spec_is_checked_with_one_message(bad, field):
 
     expected = _message(lambda: load_spec({**BASE, **bad}, stack="t"))
     assert expected.startswith(f"stack 't': gptoss-stacks:{field} = ") and "Fix:" in expected and "\n" not in expected
+    assert "--stack NAME" not in expected
     good = spec()
     assert _message(lambda: StackSpec(stack="t", **BASE, **bad)) == expected
     assert _message(lambda: StackSpec.model_validate({**good.model_dump(), **bad})) == expected
@@ -245,9 +247,13 @@ def test_a_valid_copy_is_still_a_copy():
 def test_a_section_built_alone_is_checked_too():
     from infra.spec import DockerTarget, KubernetesTarget
 
-    assert _message(lambda: DockerTarget(publish_address="localhost")).startswith(
+    # the constructor of a section alone: pydantic's ValidationError around the same message
+    with pytest.raises(ValueError, match="gptoss-stacks:publish_address = 'localhost': Docker publishes ports on an IP"):
+        DockerTarget(publish_address="localhost")
+    assert _message(lambda: DockerTarget().model_copy(update={"publish_address": "localhost"})).startswith(
         "gptoss-stacks:publish_address = 'localhost': Docker publishes ports on an IP address only")
-    assert "kubernetes" not in _message(lambda: KubernetesTarget(namespace="Bad_NS"))
+    assert _message(lambda: KubernetesTarget.model_validate({"namespace": "Bad_NS"})).startswith(
+        "gptoss-stacks:namespace = 'Bad_NS': is not a Kubernetes namespace name")
     assert "did you mean 'max_replicas'" in _message(lambda: KubernetesTarget().model_copy(
         update={"autoscaling": {"max_replica": 2}}))
 
