@@ -41,7 +41,7 @@ from infra.launcher.secretroute import SECRET_DIR_PREFIX, secret_dir, write_secr
 from infra.launcher.stages import Launch, prepare, spec_from_env
 
 # Importers use these names from here (tests, infra.launcher.__main__).
-__all__ = ["Launch", "SECRET_DIR_PREFIX", "main", "materialise_files", "prepare", "redact_argv", "redact_env", "run",
+__all__ = ["Launch", "SECRET_DIR_PREFIX", "main", "materialise_files", "prepare", "redact_argv", "redact_env", "run", "start",
            "secret_dir", "spec_from_env", "write_secret_file"]
 
 # ----------------------------------------------------------------------------- side effects
@@ -78,6 +78,10 @@ def main(argv: list[str] | None = None, environ: Mapping[str, str] | None = None
     """The entry point: the one place the container env is read (os.environ, unless `environ` is given)."""
     t0 = time.monotonic()
     env = dict(os.environ if environ is None else environ)
+    return start(parse_args(argv, env), env, t0)
+
+
+def parse_args(argv: list[str] | None, env: Mapping[str, str]) -> argparse.Namespace:
     ap = argparse.ArgumentParser(prog="gptoss-launch", description=__doc__.split("\n\n")[0])
     ap.add_argument("--dry-run", action="store_true", help="print the final argv and env (secrets redacted) and exit 0")
     ap.add_argument("--gpu-snapshot", metavar="FILE", help="read the GPUs from a snapshot JSON instead of NVML")
@@ -85,7 +89,11 @@ def main(argv: list[str] | None = None, environ: Mapping[str, str] | None = None
     ap.add_argument("--backend", default=env.get("GPTOSS_BACKEND", ""), help="vllm or sglang (the image sets GPTOSS_BACKEND)")
     ap.add_argument("--print-snapshot", action="store_true", help="print this host's GPUs (NVML) as snapshot JSON and exit")
     ap.add_argument("--config-dir", default=C.CONFIG_DIR, help=f"where the rendered engine config goes (default {C.CONFIG_DIR})")
-    args = ap.parse_args(argv)
+    return ap.parse_args(argv)
+
+
+def start(args: argparse.Namespace, env: Mapping[str, str], t0: float) -> int:
+    """Decide (prepare), then print (--dry-run) or run; `env` is the container env, read by main."""
     say = lambda msg: print(f"[gptoss] {msg}", flush=True)  # noqa: E731
 
     try:
