@@ -44,6 +44,7 @@ from infra.launcher.stages import Launch, prepare, spec_from_env
 __all__ = ["Launch", "SECRET_DIR_PREFIX", "main", "materialise_files", "prepare", "redact_argv", "redact_env", "run", "start",
            "secret_dir", "spec_from_env", "write_secret_file"]
 
+
 # ----------------------------------------------------------------------------- side effects
 
 def _write(path: str, text: str, mode: int, owner: tuple[int, int] | None) -> None:
@@ -117,26 +118,30 @@ def start(args: argparse.Namespace, env: Mapping[str, str], t0: float) -> int:
         return exc.code
 
     if args.dry_run:
-        if args.json:
-            print(json.dumps(launch.to_json(), indent=1, sort_keys=False))
-            return 0
-        for line in launch.summary:
-            say(line)
-        for w in launch.warnings:
-            say(f"warning: {w}")
-        say("dry run: the engine would be started as")
-        print("argv: " + " ".join(shlex.quote(a) for a in redact_argv(launch.argv)))
-        print(f"env (set by the launcher; {len(launch.inherited)} more inherited from the container):")
-        for k, v in sorted(redact_env({k: v for k, v in launch.env.items() if k not in launch.inherited}).items()):
-            print(f"  {k}={v}")
-        for path, text in sorted(launch.files.items()):
-            print(f"file {path}:")
-            print("".join(f"  {line}\n" for line in text.splitlines()), end="")
-        for path in sorted(launch.secret_files):
-            print(f"file {path}: (0600, holds the API key; not shown)")
-        return 0
-
+        return print_dry_run(launch, args.json, say)
     return run(launch, t0, say)
+
+
+def print_dry_run(launch: Launch, as_json: bool, say) -> int:
+    """What run() would exec, secrets redacted (values, and secret files by name only)."""
+    if as_json:
+        print(json.dumps(launch.to_json(), indent=1, sort_keys=False))
+        return 0
+    for line in launch.summary:
+        say(line)
+    for w in launch.warnings:
+        say(f"warning: {w}")
+    say("dry run: the engine would be started as")
+    print("argv: " + " ".join(shlex.quote(a) for a in redact_argv(launch.argv)))
+    print(f"env (set by the launcher; {len(launch.inherited)} more inherited from the container):")
+    for k, v in launch.shown_env().items():
+        print(f"  {k}={v}")
+    for path, text in sorted(launch.files.items()):
+        print(f"file {path}:")
+        print("".join(f"  {line}\n" for line in text.splitlines()), end="")
+    for path in sorted(launch.secret_files):
+        print(f"file {path}: (0600, holds the API key; not shown)")
+    return 0
 
 
 def run(launch: Launch, t0: float, say) -> int:

@@ -13,13 +13,20 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
 
 from infra import constants as C
 from infra.launcher.errors import LaunchError
 from infra.launcher.redact import redact_argv, redact_env
 from infra.launcher.secretroute import (SECRET_SOURCES, SecretRoute, routes_from_plan, secret_dir, secret_file_text,
                                         secret_value)
+
+if TYPE_CHECKING:  # the heavy modules load inside the stages (the launcher starts fast; no Pulumi)
+    from infra.launcher.detect import Detection
+    from infra.launcher.nvml import Snapshot
+    from infra.launcher.ssh import SshPlan
+    from infra.plan import LaunchPlan
+    from infra.spec import StackSpec
 
 # The launcher's own inputs besides the secrets: never passed through to the engine.
 LAUNCHER_VARS = (*SECRET_SOURCES, *C.SSH_ENV_VARS)
@@ -33,20 +40,20 @@ WHY_SETTINGS = ("max_model_len", "max_num_seqs", "gpu_memory_fraction", "attenti
 class LaunchState:
     """The one value the launcher's stages pass along: the inputs, then what is decided so far."""
 
-    env: Mapping[str, str]  # the container env (the entry point's os.environ)
+    env: Mapping[str, str] = field(repr=False)  # the container env (the entry point's os.environ)
     backend: str
-    snapshot: Any = None  # infra.launcher.nvml.Snapshot; None: read NVML
+    snapshot: Snapshot | None = None  # None: read NVML
     config_dir: str = C.CONFIG_DIR
     runtime_dir: str | None = None  # where the secret file goes; None: the env's TMPDIR, else /tmp
     # read_container_env
     show_progress: bool = False
     run_as_root: bool = False
-    ssh: Any = None  # infra.launcher.ssh.SshPlan
-    spec: Any = None  # infra.spec.StackSpec
+    ssh: SshPlan | None = None
+    spec: StackSpec | None = None
     # detect_gpus
-    detection: Any = None  # infra.launcher.detect.Detection; None on the ROCm image
+    detection: Detection | None = None  # None on the ROCm image (no NVML)
     # make_plan
-    plan: Any = None  # infra.plan.LaunchPlan
+    plan: LaunchPlan | None = None
     argv: list[str] = field(default_factory=list)
     files: dict[str, str] = field(default_factory=dict)  # absolute path -> content (non-secret)
     # route_secrets
@@ -65,26 +72,30 @@ class Launch:
 
     backend: str
     argv: list[str]
-    env: dict[str, str]
+    env: dict[str, str] = field(repr=False)  # holds the routed secrets
     files: dict[str, str]  # absolute path -> content (non-secret rendered files)
-    plan: Any
-    detection: Any
+    plan: LaunchPlan
+    detection: Detection | None
     summary: list[str]
     warnings: list[str] = field(default_factory=list)
     secret_files: dict[str, str] = field(default_factory=dict, repr=False)  # path -> content (0600)
     show_progress: bool = False
     api_key: bool = False
     inherited: set[str] = field(default_factory=set)
-    ssh: Any = None  # infra.launcher.ssh.SshPlan: what run() sets up
+    ssh: SshPlan | None = None  # what run() sets up
     run_as_root: bool = False
     runtime_dir: str = "/tmp"  # the container's temp dir (a fallback config dir goes there too)
+
+    def shown_env(self) -> dict[str, str]:
+        """The env the launcher set (not inherited from the container), secrets redacted, sorted."""
+        return dict(sorted(redact_env({k: v for k, v in self.env.items() if k not in self.inherited}).items()))
 
     def to_json(self) -> dict[str, Any]:
         """Dry-run JSON: secrets redacted (values and secret file contents)."""
         return {
             "backend": self.backend,
             "argv": redact_argv(self.argv),
-            "env": dict(sorted(redact_env({k: v for k, v in self.env.items() if k not in self.inherited}).items())),
+            "env": self.shown_env(),
             "inherited_env": sorted(self.inherited),
             "files": dict(sorted(self.files.items())),
             "secret_files": sorted(self.secret_files),
