@@ -125,6 +125,7 @@ def test_engine_env_drops_the_launchers_inputs_and_adds_the_routed_secrets():
     st = through(state(API_KEY=KEY, HUGGING_FACE_HUB_TOKEN="hf_legacy", PUBLIC_KEY="ssh-ed25519 AAAA x",
                        SSH_PASSWORD="long-enough-pw", MY_VAR="kept"), S.route_secrets)
     assert st.engine_env == {}  # not built before its stage
+    assert {"env": "SSH_PASSWORD", "pass_as": {"launcher": "sshd"}} in st.plan.secrets  # the plan says: not the engine's
     env = S.engine_env(st).engine_env
     assert not set(SECRET_SOURCES + C.SSH_ENV_VARS) - {"HF_TOKEN"} & set(env)
     assert env["HF_TOKEN"] == "hf_legacy" and env["VLLM_API_KEY"] == KEY and env["MY_VAR"] == "kept"
