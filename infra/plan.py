@@ -443,7 +443,8 @@ def _secrets(spec: StackSpec) -> list[dict[str, Any]]:
     if "hf_token" in spec.secrets_set:
         secrets.append({"env": "HF_TOKEN", "pass_as": {"env": "HF_TOKEN"}})
     if "ssh_password" in spec.secrets_set:
-        secrets.append({"env": "SSH_PASSWORD", "pass_as": {"env": "SSH_PASSWORD"}})
+        # the launcher's own (sshd's root password), never the engine's
+        secrets.append({"env": "SSH_PASSWORD", "pass_as": {"launcher": "sshd"}})
     return secrets
 
 
