@@ -49,6 +49,11 @@ CACHE_ENV = {
 # The engine runs as this non-root user in the images; volumes (Kubernetes fsGroup) use its uid.
 ENGINE_USER = "gptoss"
 ENGINE_UID = 10001
+
+# Docker target defaults (docker.cache_volume, docker.shm_size_mb; docker-run.sh of other targets' stacks too).
+# The cache volume is shared by a host's stacks; /dev/shm is sized for NCCL if IPC is made private.
+DOCKER_CACHE_VOLUME = "gptoss-cache"
+DOCKER_SHM_SIZE_MB = 16384
 TIKTOKEN_DIR = "/opt/tiktoken"
 
 # The stack spec travels to the container in this env var (no secrets in it) so the launcher
