@@ -26,144 +26,25 @@ class KubernetesTarget(PureParts):
     pure = K
 
     def deploy(self, ctx: TargetContext) -> TargetResult:
-        import pulumi_kubernetes as k8s
-
-        spec, plan, stack = ctx.spec, ctx.plan, ctx.stack
-        settings = spec.target_settings
-        names = k8s_names(stack, spec)
-        labels = object_labels(stack, plan)
-        annotations = object_annotations(ctx.labels)
-
-        def meta(name: str, extra_annotations: Mapping[str, str] | None = None) -> dict:
-            return {"name": name, "namespace": names.namespace, "labels": labels,
-                    "annotations": {**annotations, **(extra_annotations or {})}}
-
-        namespace = k8s.core.v1.Namespace(
-            f"{stack}-namespace",
-            metadata={"name": names.namespace, "labels": {"app.kubernetes.io/part-of": C.PROJECT}},
-            # Other stacks may share the namespace; destroying one stack must not delete theirs.
-            opts=pulumi.ResourceOptions(parent=ctx.parent, retain_on_delete=True),
-        )
-        in_ns = pulumi.ResourceOptions(parent=ctx.parent, depends_on=[namespace])
-
-        secret_vars = sorted(ctx.secret_env)
-        server_deps: list[pulumi.Resource] = [namespace]
-        # Before any pod exists, so none ever runs unfenced.
-        for policy_name, policy in network_policies(stack, spec, plan).items():
-            server_deps.append(k8s.networking.v1.NetworkPolicy(
-                f"{stack}-netpol-{policy_name.rsplit('-', 1)[-1]}", metadata=meta(policy_name), spec=policy, opts=in_ns))
-        if secret_vars:
-            secret = k8s.core.v1.Secret(
-                f"{stack}-secrets",
-                metadata=meta(names.secret),
-                type="Opaque",
-                # Each value is a Pulumi secret Output: encrypted in state, hidden in diffs.
-                string_data={var: pulumi.Output.secret(ctx.secret_env[var]) for var in secret_vars},
-                opts=in_ns,
-            )
-            server_deps.append(secret)
-
-        with_pull_secret = ctx.registry_password is not None and bool(spec.image.registry)
-        if with_pull_secret:
-            registry_host = spec.image.registry.split("/")[0]
-            username = ctx.registry_username or ""
-            payload = pulumi.Output.secret(pulumi.Output.from_input(ctx.registry_password).apply(
-                lambda password: dockerconfigjson(registry_host, username, password)))
-            pull = k8s.core.v1.Secret(
-                f"{stack}-pull-secret",
-                metadata=meta(names.pull_secret),
-                type="kubernetes.io/dockerconfigjson",
-                string_data={".dockerconfigjson": payload},
-                opts=in_ns,
-            )
-            server_deps.append(pull)
-
-        if settings.cache == "shared" and not settings.existing_claim:
-            claim = k8s.core.v1.PersistentVolumeClaim(
-                f"{stack}-cache",
-                metadata=meta(names.cache),
-                spec=cache_claim_spec(spec),
-                # The cache holds ~63 GB of weights and compile caches: keep it on destroy.
-                opts=pulumi.ResourceOptions(parent=ctx.parent, depends_on=[namespace], retain_on_delete=True),
-            )
-            server_deps.append(claim)
-        if W.uses_download_job(settings):
-            revision = model_revision(spec, plan)
-            timeout = startup_grace_seconds(spec.model) * 2
-            job = k8s.batch.v1.Job(
-                f"{stack}-weights",
-                metadata=meta(W.job_name(names.app, revision), {"pulumi.com/timeoutSeconds": str(timeout)}),
-                spec=download_job(stack, spec, plan, image=ctx.image_ref, secret_vars=secret_vars,
-                                  with_pull_secret=with_pull_secret),
-                # Pulumi waits for the Job to complete: the engine pods start on a filled cache.
-                opts=pulumi.ResourceOptions(parent=ctx.parent, depends_on=list(server_deps)),
-            )
-            server_deps.append(job)
-
-        timeout = startup_grace_seconds(spec.model) + ROLLOUT_MARGIN_S
-        deployment = k8s.apps.v1.Deployment(
-            f"{stack}-server",
-            metadata=meta(names.app, {"pulumi.com/timeoutSeconds": str(timeout)}),
-            spec=deployment_spec(stack, spec, plan, image=ctx.image_ref, secret_vars=secret_vars,
-                                 with_pull_secret=with_pull_secret),
-            opts=pulumi.ResourceOptions(parent=ctx.parent, depends_on=server_deps),
-        )
-        service = k8s.core.v1.Service(
-            f"{stack}-service",
-            metadata=meta(names.app),
-            spec=service_spec(stack, spec, plan),
-            opts=in_ns,
-        )
-        k8s.policy.v1.PodDisruptionBudget(
-            f"{stack}-pdb", metadata=meta(names.pdb), spec=pdb_spec(stack), opts=in_ns)
-
-        front: pulumi.Resource = service
-        if router_of(spec) == "smg":
-            release, pinned = names.router_release, R.router_image()
-
-            def pin_image(args: pulumi.ResourceTransformArgs) -> pulumi.ResourceTransformResult | None:
-                props = R.pin_router_image(args.type_, args.props, release, pinned)
-                return None if props is None else pulumi.ResourceTransformResult(props, args.opts)
-
-            front = k8s.helm.v4.Chart(
-                f"{stack}-router",
-                chart=R.chart_ref(),
-                version=R.SMG_CHART_VERSION,
-                namespace=names.namespace,
-                name=release,
-                values=router_values(stack, spec, with_api_key="API_KEY" in secret_vars),
-                opts=pulumi.ResourceOptions(parent=ctx.parent, depends_on=server_deps,
-                                            transforms=[pin_image] if pinned else None),
-            )
-
-        auto = settings.autoscaling
-        if auto.enabled and auto.mode == "keda":
-            k8s.apiextensions.CustomResource(
-                f"{stack}-scaler", api_version=A.KEDA_API_VERSION, kind="ScaledObject",
-                metadata=meta(names.autoscaler), spec=scaled_object_spec(stack, spec, plan),
-                opts=pulumi.ResourceOptions(parent=ctx.parent, depends_on=[deployment]))
-        elif auto.enabled:
-            k8s.autoscaling.v2.HorizontalPodAutoscaler(
-                f"{stack}-hpa", metadata=meta(names.autoscaler), spec=hpa_spec(stack, spec, plan),
-                opts=pulumi.ResourceOptions(parent=ctx.parent, depends_on=[deployment]))
-        if auto.service_monitor:
-            k8s.apiextensions.CustomResource(
-                f"{stack}-metrics", api_version=A.SERVICE_MONITOR_API_VERSION, kind="ServiceMonitor",
-                metadata=meta(names.app),
-                spec=A.service_monitor_spec(auto, selector=selector_labels(stack), namespace=names.namespace,
-                                            port_name=PORT_NAME,
-                                            key_secret=names.secret if "API_KEY" in secret_vars else None),
-                opts=pulumi.ResourceOptions(parent=ctx.parent, depends_on=[service]))
-
+        """Registers, in this order: namespace, NetworkPolicies and Secrets (before any pod, so none
+        runs unfenced), the cache claim and download Job, the Deployment/Service/PDB, the router,
+        the autoscaler."""
+        reg = _Registration(ctx)
+        deps = reg.fences()
+        deps += reg.cache(deps)
+        deployment, service = reg.server(deps)
+        front = reg.router(deps) or service
+        reg.autoscaling(deployment, service)
+        spec, stack = ctx.spec, ctx.stack
         extra: dict[str, Any] = {
-            "namespace": names.namespace,
-            "deployment": names.app,
+            "namespace": reg.names.namespace,
+            "deployment": reg.names.app,
             "service": front_service(stack, spec),
-            "engine_service": names.app,
+            "engine_service": reg.names.app,
             "router": router_of(spec),
-            "model_revision": model_revision(spec, plan),
+            "model_revision": model_revision(spec, ctx.plan),
             "replicas": replicas_wanted(spec),
-            "gpus_per_pod": gpus_per_pod(plan),
+            "gpus_per_pod": gpus_per_pod(ctx.plan),
         }
         # Where clients connect is K.endpoint's (the component reads it); only a load balancer's
         # address is learnt here, once the cloud has assigned it.
@@ -172,10 +53,153 @@ class KubernetesTarget(PureParts):
                             extra_outputs=extra, depends_on=[deployment, service, front])
 
 
+class _Registration:
+    """One stack's resources, registered step by step (children of the component)."""
+
+    def __init__(self, ctx: TargetContext):
+        import pulumi_kubernetes
+
+        self.k8s = pulumi_kubernetes
+        self.ctx, self.spec, self.plan, self.stack = ctx, ctx.spec, ctx.plan, ctx.stack
+        self.names = k8s_names(ctx.stack, ctx.spec)
+        self.labels = object_labels(ctx.stack, ctx.plan)
+        self.annotations = object_annotations(ctx.labels)
+        self.secret_vars = sorted(ctx.secret_env)
+        self.with_pull_secret = ctx.registry_password is not None and bool(ctx.spec.image.registry)
+        self.namespace: pulumi.Resource | None = None
+
+    def meta(self, name: str, extra_annotations: Mapping[str, str] | None = None) -> dict:
+        return {"name": name, "namespace": self.names.namespace, "labels": self.labels,
+                "annotations": {**self.annotations, **(extra_annotations or {})}}
+
+    def opts(self, depends_on: list[pulumi.Resource], **kw: Any) -> pulumi.ResourceOptions:
+        return pulumi.ResourceOptions(parent=self.ctx.parent, depends_on=depends_on, **kw)
+
+    def fences(self) -> list[pulumi.Resource]:
+        """The namespace, the NetworkPolicies, the Secret and the image pull Secret."""
+        k8s, stack, names, ctx = self.k8s, self.stack, self.names, self.ctx
+        self.namespace = k8s.core.v1.Namespace(
+            f"{stack}-namespace",
+            metadata={"name": names.namespace, "labels": {"app.kubernetes.io/part-of": C.PROJECT}},
+            # Other stacks may share the namespace; destroying one stack must not delete theirs.
+            opts=pulumi.ResourceOptions(parent=ctx.parent, retain_on_delete=True),
+        )
+        in_ns = self.opts([self.namespace])
+        deps: list[pulumi.Resource] = [self.namespace]
+        for policy_name, policy in network_policies(stack, self.spec, self.plan).items():
+            deps.append(k8s.networking.v1.NetworkPolicy(
+                f"{stack}-netpol-{policy_name.rsplit('-', 1)[-1]}", metadata=self.meta(policy_name), spec=policy, opts=in_ns))
+        if self.secret_vars:
+            deps.append(k8s.core.v1.Secret(
+                f"{stack}-secrets",
+                metadata=self.meta(names.secret),
+                type="Opaque",
+                # Each value is a Pulumi secret Output: encrypted in state, hidden in diffs.
+                string_data={var: pulumi.Output.secret(ctx.secret_env[var]) for var in self.secret_vars},
+                opts=in_ns,
+            ))
+        if self.with_pull_secret:
+            registry_host = self.spec.image.registry.split("/")[0]
+            username = ctx.registry_username or ""
+            payload = pulumi.Output.secret(pulumi.Output.from_input(ctx.registry_password).apply(
+                lambda password: dockerconfigjson(registry_host, username, password)))
+            deps.append(k8s.core.v1.Secret(
+                f"{stack}-pull-secret",
+                metadata=self.meta(names.pull_secret),
+                type="kubernetes.io/dockerconfigjson",
+                string_data={".dockerconfigjson": payload},
+                opts=in_ns,
+            ))
+        return deps
+
+    def cache(self, deps: list[pulumi.Resource]) -> list[pulumi.Resource]:
+        """The shared cache claim (unless an existing one is used) and the weights download Job."""
+        k8s, stack, spec, settings = self.k8s, self.stack, self.spec, self.spec.target_settings
+        added: list[pulumi.Resource] = []
+        if settings.cache == "shared" and not settings.existing_claim:
+            added.append(k8s.core.v1.PersistentVolumeClaim(
+                f"{stack}-cache",
+                metadata=self.meta(self.names.cache),
+                spec=cache_claim_spec(spec),
+                # The cache holds ~63 GB of weights and compile caches: keep it on destroy.
+                opts=self.opts([self.namespace], retain_on_delete=True),
+            ))
+        if W.uses_download_job(settings):
+            revision = model_revision(spec, self.plan)
+            timeout = startup_grace_seconds(spec.model) * 2
+            added.append(k8s.batch.v1.Job(
+                f"{stack}-weights",
+                metadata=self.meta(W.job_name(self.names.app, revision), {"pulumi.com/timeoutSeconds": str(timeout)}),
+                spec=download_job(stack, spec, self.plan, image=self.ctx.image_ref, secret_vars=self.secret_vars,
+                                  with_pull_secret=self.with_pull_secret),
+                # Pulumi waits for the Job to complete: the engine pods start on a filled cache.
+                opts=self.opts([*deps, *added]),
+            ))
+        return added
+
+    def server(self, deps: list[pulumi.Resource]) -> tuple[pulumi.Resource, pulumi.Resource]:
+        """The engine Deployment, its Service and its PodDisruptionBudget."""
+        k8s, stack, spec, plan, names = self.k8s, self.stack, self.spec, self.plan, self.names
+        timeout = startup_grace_seconds(spec.model) + ROLLOUT_MARGIN_S
+        deployment = k8s.apps.v1.Deployment(
+            f"{stack}-server",
+            metadata=self.meta(names.app, {"pulumi.com/timeoutSeconds": str(timeout)}),
+            spec=deployment_spec(stack, spec, plan, image=self.ctx.image_ref, secret_vars=self.secret_vars,
+                                 with_pull_secret=self.with_pull_secret),
+            opts=self.opts(deps),
+        )
+        in_ns = self.opts([self.namespace])
+        service = k8s.core.v1.Service(f"{stack}-service", metadata=self.meta(names.app),
+                                      spec=service_spec(stack, spec, plan), opts=in_ns)
+        k8s.policy.v1.PodDisruptionBudget(f"{stack}-pdb", metadata=self.meta(names.pdb), spec=pdb_spec(stack), opts=in_ns)
+        return deployment, service
+
+    def router(self, deps: list[pulumi.Resource]) -> pulumi.Resource | None:
+        """The SMG router (its Helm chart, the image pinned by digest), when the stack has one."""
+        if router_of(self.spec) != "smg":
+            return None
+        release, pinned = self.names.router_release, R.router_image()
+
+        def pin_image(args: pulumi.ResourceTransformArgs) -> pulumi.ResourceTransformResult | None:
+            props = R.pin_router_image(args.type_, args.props, release, pinned)
+            return None if props is None else pulumi.ResourceTransformResult(props, args.opts)
+
+        return self.k8s.helm.v4.Chart(
+            f"{self.stack}-router",
+            chart=R.chart_ref(),
+            version=R.SMG_CHART_VERSION,
+            namespace=self.names.namespace,
+            name=release,
+            values=router_values(self.stack, self.spec, with_api_key="API_KEY" in self.secret_vars),
+            opts=self.opts(deps, transforms=[pin_image] if pinned else None),
+        )
+
+    def autoscaling(self, deployment: pulumi.Resource, service: pulumi.Resource) -> None:
+        """The KEDA ScaledObject or the HPA, and the ServiceMonitor."""
+        k8s, stack, spec, plan, names = self.k8s, self.stack, self.spec, self.plan, self.names
+        auto = spec.target_settings.autoscaling
+        if auto.enabled and auto.mode == "keda":
+            k8s.apiextensions.CustomResource(
+                f"{stack}-scaler", api_version=A.KEDA_API_VERSION, kind="ScaledObject",
+                metadata=self.meta(names.autoscaler), spec=scaled_object_spec(stack, spec, plan),
+                opts=self.opts([deployment]))
+        elif auto.enabled:
+            k8s.autoscaling.v2.HorizontalPodAutoscaler(
+                f"{stack}-hpa", metadata=self.meta(names.autoscaler), spec=hpa_spec(stack, spec, plan),
+                opts=self.opts([deployment]))
+        if auto.service_monitor:
+            k8s.apiextensions.CustomResource(
+                f"{stack}-metrics", api_version=A.SERVICE_MONITOR_API_VERSION, kind="ServiceMonitor",
+                metadata=self.meta(names.app),
+                spec=A.service_monitor_spec(auto, selector=selector_labels(stack), namespace=names.namespace,
+                                            port_name=PORT_NAME,
+                                            key_secret=names.secret if "API_KEY" in self.secret_vars else None),
+                opts=self.opts([service]))
+
+
 def _ingress_host(status) -> str:
     try:
         ingress = status.load_balancer.ingress[0]
         return ingress.ip or ingress.hostname or "pending-load-balancer"
     except (AttributeError, IndexError, TypeError):
         return "pending-load-balancer"
-
