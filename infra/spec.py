@@ -377,7 +377,7 @@ class StackSpec(BaseModel):
 
     @property
     def loopback_only(self) -> bool:
-        return self.target == "docker" and self.target_settings.publish_address in ("127.0.0.1", "::1", "localhost")
+        return self.target == "docker" and self.target_settings.publish_address in C.LOOPBACK_HOSTS
 
     @property
     def wants_api_key(self) -> bool:

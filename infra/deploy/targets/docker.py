@@ -12,8 +12,8 @@ from infra import constants as C
 from infra.deploy.targets.endpoint import LOOPBACK_HOST, Endpoint
 from infra.spec import SpecError
 
-LOOPBACK = ("127.0.0.1", "::1", "localhost")
-ALL_ADDRESSES = ("0.0.0.0", "::")
+LOOPBACK = C.LOOPBACK_HOSTS
+ALL_ADDRESSES = C.ALL_ADDRESSES
 
 
 def daemon_host(spec) -> str:
@@ -34,7 +34,7 @@ def ssh_destination(host: str) -> str | None:
 
 
 def container_name(stack: str, spec) -> str:
-    return spec.target_settings.container_name or f"gptoss-{stack}"
+    return _run_settings(spec).container_name or f"{C.NAME_PREFIX}{stack}"
 
 
 def published_port(spec) -> int:
@@ -147,7 +147,7 @@ def docker_run(spec, plan, image: str) -> list[list[str]]:
     """The `docker run` that docker-run.sh execs, as the words docker receives, one group per script
     line. A stack of another target gets the same container with the Docker defaults on the loopback."""
     settings = _run_settings(spec)
-    name = settings.container_name or f"gptoss-{plan.stack or 'stack'}"
+    name = container_name(plan.stack or "stack", spec)
     port = (settings.publish_port or plan.port) if spec.target == "docker" else plan.port
     address = f"[{settings.publish_address}]" if ":" in settings.publish_address else settings.publish_address
     lines = [

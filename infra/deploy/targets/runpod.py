@@ -57,7 +57,7 @@ def _err(spec, field: str, value: Any, problem: str, fix: str) -> SpecError:
 
 
 def pod_name(stack: str) -> str:
-    return f"gptoss-{stack}"
+    return f"{C.NAME_PREFIX}{stack}"
 
 
 def ports_string(spec, plan) -> str:

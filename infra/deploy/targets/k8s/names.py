@@ -41,7 +41,7 @@ class K8sNames:
 
 
 def k8s_names(stack: str, spec) -> K8sNames:
-    base = dns_name(f"gptoss-{stack}", 50)  # room for the suffixes below
+    base = dns_name(f"{C.NAME_PREFIX}{stack}", 50)  # room for the suffixes below
     settings = spec.target_settings
     return K8sNames(
         namespace=settings.namespace,
