@@ -306,6 +306,27 @@ def test_deployed_endpoint_is_the_rendered_one(runs, name):
     assert f"OPENAI_API_KEY={SENTINELS['api_key']}" in out["client_env"].splitlines()
 
 
+@pytest.mark.parametrize("name,overrides", [
+    ("local", {}),
+    ("h100-vllm", {}),  # ssh:// host publishing on 0.0.0.0: the host's name, no tunnel
+    ("h100-vllm", {"docker": {"host": "ssh://ops@gpu-box:2222", "publish_address": "127.0.0.1"}}),  # the tunnel
+])
+def test_deployed_docker_endpoint_is_the_rendered_one(name, overrides):
+    from infra.deploy.targets import docker
+    from infra.render import render_plan_files
+
+    config = read_stack_config(name)
+    config["docker"] = {**config["docker"], **overrides.get("docker", {})}
+    config.update({key: {"secure": "v1:placeholder"} for key in sentinels_for(name)})
+    spec = load_spec(config, name)
+    plan = build_plan(spec)
+    out = T.unwrap_secrets(run_stack(name, overrides=overrides).stack_outputs)
+    endpoint = docker.endpoint(spec, plan)
+    assert (out["endpoint_url"], out["health_url"]) == (endpoint.base_url, endpoint.health_url)
+    assert out.get("tunnel_command") == (list(endpoint.via) if endpoint.via else None)
+    assert _without_key(out["client_env"]) == _without_key(render_plan_files(spec, plan)["client.env"])
+
+
 def test_a_load_balanced_engine_gets_its_address_at_deploy_time_and_render_says_so():
     from infra.deploy.targets import kubernetes
 
