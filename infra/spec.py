@@ -151,8 +151,8 @@ class DockerTarget(_Section):
     # Address the API port is published on. 127.0.0.1 keeps it loopback-only (no key needed).
     publish_address: str = "127.0.0.1"
     publish_port: int | None = None  # host port; default = spec.port
-    cache_volume: str = "gptoss-cache"
-    shm_size_mb: int = Field(16384, ge=64)
+    cache_volume: str = C.DOCKER_CACHE_VOLUME
+    shm_size_mb: int = Field(C.DOCKER_SHM_SIZE_MB, ge=64)
     restart: Literal["no", "always", "unless-stopped", "on-failure"] = "unless-stopped"
     container_name: str | None = None
     device_ids: list[str] | None = None  # pin GPUs by index/UUID; default: gpu_count GPUs
@@ -377,7 +377,7 @@ class StackSpec(BaseModel):
 
     @property
     def loopback_only(self) -> bool:
-        return self.target == "docker" and self.target_settings.publish_address in ("127.0.0.1", "::1", "localhost")
+        return self.target == "docker" and self.target_settings.publish_address in C.LOOPBACK_HOSTS
 
     @property
     def wants_api_key(self) -> bool:
