@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from typing import Annotated, Any, Callable, Iterable, Literal, Mapping, Optional
+from typing import Annotated, Any, Callable, Iterable, Literal, Mapping
 
 from pydantic import Field
 
@@ -186,7 +186,7 @@ def spec_fields(table: Iterable[Setting] = TABLE) -> tuple[str, ...]:
 def spec_type(name: str, table: Iterable[Setting] | None = None) -> Any:
     """The StackSpec field type of a row: its type (None allowed where the plan decides) and bounds."""
     row = BY_NAME[name] if table is None else {s.name: s for s in table}[name]
-    typ = Optional[row.type] if row.plan else row.type
+    typ = row.type | None if row.plan else row.type
     return Annotated[typ, Field(**row.bounds)] if row.bounds else typ
 
 

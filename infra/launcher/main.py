@@ -33,6 +33,7 @@ from secrets import token_hex
 from typing import Any, Mapping
 
 from infra import constants as C
+from infra.engine_command import REDACTED, redact_argv  # one parser of engine options
 from infra.launcher.errors import EXIT_CONFIG, EXIT_ENGINE_MISSING, LaunchError
 
 # Env vars whose value must never be printed. Anything else containing these words is redacted too.
@@ -40,7 +41,6 @@ SECRET_VARS = ("API_KEY", "VLLM_API_KEY", "HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", 
 _SECRET_WORDS = {"TOKEN", "PASSWORD", "PASSWD", "SECRET", "KEY", "APIKEY", "CREDENTIALS"}
 # Not for the engine: the launcher consumes them.
 LAUNCHER_ONLY_VARS = ("API_KEY", *C.SSH_ENV_VARS, "HUGGING_FACE_HUB_TOKEN")
-REDACTED = "<redacted>"
 
 
 def is_secret_name(name: str) -> bool:
@@ -51,23 +51,6 @@ def is_secret_name(name: str) -> bool:
 
 def redact_env(env: Mapping[str, str]) -> dict[str, str]:
     return {k: (REDACTED if is_secret_name(k) and v else v) for k, v in env.items()}
-
-
-def redact_argv(argv: list[str]) -> list[str]:
-    out, hide = [], False
-    for a in argv:
-        if hide:
-            out.append(REDACTED)
-            hide = False
-        elif a.split("=", 1)[0] in ("--api-key", "--hf-token"):
-            if "=" in a:
-                out.append(a.split("=", 1)[0] + "=" + REDACTED)
-            else:
-                out.append(a)
-                hide = True
-        else:
-            out.append(a)
-    return out
 
 
 def _flag(name: str, raw: str | None, default: bool) -> bool:
