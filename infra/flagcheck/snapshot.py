@@ -27,6 +27,7 @@ import yaml
 
 from infra.constants import CONFIG_DIR, ENGINE_VERSIONS
 from infra.engine_command import LAUNCHERS, is_option, split_launcher
+from infra.settings import TABLE
 
 SNAPSHOT_DIR = Path(__file__).with_name("snapshots")
 
@@ -49,18 +50,16 @@ REMOVED = {
     "sglang": {},
 }
 
-# Known cross-engine mix-ups (the gpt-oss-sglang READMEs carry Dynamo's / vLLM's names).
+# Known cross-engine mix-ups (the gpt-oss-sglang READMEs carry Dynamo's / vLLM's names): the settings
+# table's legacy names and engine spellings (infra/settings.py), keyed by the engine's registry, plus the
+# other engine's reasoning-parser name.
+_OTHER_ENGINE_NAMES = {"vllm": {"reasoning_parsers": {"openai": "openai_gptoss"}},
+                       "sglang": {"reasoning_parsers": {"openai_gptoss": "gpt-oss"}}}
 VALUE_HINTS = {
-    "vllm": {
-        "tool_call_parsers": {"harmony": "openai", "gpt-oss": "openai", "gpt_oss": "openai"},
-        "reasoning_parsers": {"harmony": "openai_gptoss", "gpt-oss": "openai_gptoss",
-                              "gpt_oss": "openai_gptoss", "openai": "openai_gptoss"},
-    },
-    "sglang": {
-        "tool_call_parsers": {"harmony": "gpt-oss", "gpt_oss": "gpt-oss", "openai": "gpt-oss"},
-        "reasoning_parsers": {"harmony": "gpt-oss", "gpt_oss": "gpt-oss", "openai_gptoss": "gpt-oss"},
-        "kv_cache_dtypes": {"fp8": "fp8_e4m3"},
-    },
+    backend: {f"{row.name}s": {**row.legacy.get(backend, {}), **row.form(backend).values,
+                               **_OTHER_ENGINE_NAMES[backend].get(f"{row.name}s", {})}
+              for row in TABLE if row.form(backend) and (row.legacy.get(backend) or row.form(backend).values)}
+    for backend in ENGINE_VERSIONS
 }
 
 # (low, high, low inclusive, high inclusive): ranges the parsers accept blindly.
