@@ -11,8 +11,9 @@ here:
   `sglang_options`);
 - infra.spec_reference: the README's settings reference.
 
-Adding a setting: a row here (and, for a stack key, its field line in StackSpec, which takes the type
-from `spec_type`); tests/core/test_plan.py checks every consumer picks it up.
+Adding a setting: a row here (for a stack key also its field line in StackSpec, typed `setting(name)`;
+for a place on the engine's command line other than the end, its name in LAYOUT);
+tests/core/test_settings.py checks every consumer picks it up.
 """
 from __future__ import annotations
 
@@ -25,8 +26,7 @@ from pydantic import Field
 from infra import constants as C
 from infra.engine_command import parse_options
 
-BOTH = ("vllm", "sglang")
-BACKENDS = BOTH
+BOTH = C.BACKENDS  # a setting both engines read under one env var
 
 
 @dataclass(frozen=True)
@@ -60,9 +60,6 @@ class Setting:
 
     def form(self, backend: str) -> Form | None:
         return self.vllm if backend == "vllm" else self.sglang
-
-    def env_vars(self, backend: str) -> list[str]:
-        return [var for var, backends in self.env if backend in backends]
 
     @property
     def bounds(self) -> dict[str, float]:
@@ -251,5 +248,5 @@ def sglang_options(values: Mapping[str, Any], table: Iterable[Setting] = TABLE) 
     return [t for name, vals in opts.items() for t in (name, *vals)]
 
 
-__all__ = ["BACKENDS", "BY_NAME", "Form", "LAYOUT", "Setting", "TABLE", "legacy_values", "plan_settings",
+__all__ = ["BOTH", "BY_NAME", "Form", "LAYOUT", "Setting", "TABLE", "legacy_values", "plan_settings",
            "sglang_options", "spec_fields", "spec_type", "vllm_command"]
