@@ -26,7 +26,7 @@ SECRET_OPTIONS = ("--api-key", "--hf-token")
 REDACTED = "<redacted>"
 # A false form's prefixes: `--no-x` (vLLM's BooleanOptionalAction) and `--disable-x` (SGLang).
 NEGATION_PREFIXES = ("no-", "disable-")
-# How each engine's server is started (launch.json argv); what follows is parser input.
+# How each engine's server is started (launch.json argv; the plan writes the first); what follows is parser input.
 LAUNCHERS = {
     "vllm": (("vllm", "serve"), ("python3", "-m", "vllm.entrypoints.cli.main", "serve"),
              ("python", "-m", "vllm.entrypoints.cli.main", "serve")),

@@ -28,7 +28,7 @@ from typing import Any, Mapping
 
 from infra import constants as C
 from infra.catalogue import GPU, base_image, defaults, drafts, generic_warning, matching_presets
-from infra.engine_command import EngineCommand, is_append_option, option_key, parse_options
+from infra.engine_command import LAUNCHERS, EngineCommand, is_append_option, option_key, parse_options
 from infra.envmap import SPEC_FIELDS, normalise, parse_env
 from infra.fit import FitError, FitInputs, FitReport, check_fit, vllm_extra_retained_tokens
 from infra.settings import plan_settings, sglang_options, vllm_command
@@ -115,7 +115,7 @@ def _vllm_argv(weights: str, s: Mapping[str, Any], spec: StackSpec, tp: int, ser
     (vLLM silently drops `key: false` from a config file). The table (infra.settings) says which is which."""
     positionals, cfg, negatives = vllm_command(_values(weights, s, spec, tp, served))
     text = render_template("vllm.yaml.j2", stack=spec.stack, config=cfg)
-    argv = ["vllm", "serve", *positionals, "--config", f"{C.CONFIG_DIR}/{VLLM_CONFIG_FILE}", *negatives]
+    argv = [*LAUNCHERS["vllm"][0], *positionals, "--config", f"{C.CONFIG_DIR}/{VLLM_CONFIG_FILE}", *negatives]
     if spec.wants_api_key:
         argv += api_key_guard_args("vllm")
     return argv, {VLLM_CONFIG_FILE: text}
@@ -140,7 +140,7 @@ def with_api_key_guard(argv: list[str], backend: str) -> list[str]:
 
 
 def _sglang_argv(weights: str, s: Mapping[str, Any], spec: StackSpec, tp: int, served: str) -> tuple[list[str], dict[str, str]]:
-    argv = ["python3", "-m", "sglang.launch_server", *sglang_options(_values(weights, s, spec, tp, served))]
+    argv = [*LAUNCHERS["sglang"][0], *sglang_options(_values(weights, s, spec, tp, served))]
     return argv, {SGLANG_ARGS_FILE: _sglang_args_file(spec.stack, argv)}
 
 
