@@ -3,13 +3,16 @@ from __future__ import annotations
 
 from typing import Mapping
 
+from infra.engine_command import REDACTED, redact_argv  # one parser of engine options
+
+__all__ = ["REDACTED", "is_secret_name", "redact_argv", "redact_env"]
+
 # Env vars whose value must never be printed. Anything else containing these words is redacted too.
 SECRET_VARS = ("API_KEY", "VLLM_API_KEY", "HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "SSH_PASSWORD")
 # TODO(lead, issue 18): infra.spec.env_name_looks_secret is the other copy of this heuristic; they differ
 # (this one takes a whole word KEY, so SIGNING_KEY or X-API-KEY is redacted here and not there; that one
 # takes a word ending in token/password, so MYTOKEN is redacted there and not here). Keep one.
 _SECRET_WORDS = {"TOKEN", "PASSWORD", "PASSWD", "SECRET", "KEY", "APIKEY", "CREDENTIALS"}
-REDACTED = "<redacted>"
 
 
 def is_secret_name(name: str) -> bool:
@@ -20,21 +23,3 @@ def is_secret_name(name: str) -> bool:
 
 def redact_env(env: Mapping[str, str]) -> dict[str, str]:
     return {k: (REDACTED if is_secret_name(k) and v else v) for k, v in env.items()}
-
-
-def redact_argv(argv: list[str]) -> list[str]:
-    # TODO(lead, issue 18 part 1): H1's one option parser (infra/engine_command.py) replaces this walk.
-    out, hide = [], False
-    for a in argv:
-        if hide:
-            out.append(REDACTED)
-            hide = False
-        elif a.split("=", 1)[0] in ("--api-key", "--hf-token"):
-            if "=" in a:
-                out.append(a.split("=", 1)[0] + "=" + REDACTED)
-            else:
-                out.append(a)
-                hide = True
-        else:
-            out.append(a)
-    return out
