@@ -629,6 +629,9 @@ def test_engine_data_parallelism_is_refused():
         assert err.field == "extra_args[0]" and "replicas" in err.fix
     err = refused("k8s-h200-sglang", {"extra_args": ["--enable-metrics", "--dp-size", "2"]})
     assert err.field == "extra_args[1]"
+    # vLLM's short alias of --data-parallel-size-local, written with '=' (the one option parser knows it)
+    err = refused("k8s-h100-vllm", {"extra_args": ["--max-num-seqs", "8", "-dpl=2"]})
+    assert err.field == "extra_args[2]" and err.value == "-dpl=2"
 
 
 def test_scale_to_zero_and_llm_d_are_refused_with_the_fix():

@@ -10,6 +10,7 @@ from infra.deploy.targets.k8s import weights as W
 from infra.deploy.targets.k8s.autoscaling import QUEUE_METRIC
 from infra.deploy.targets.k8s.manifests import gpus_per_pod, model_revision
 from infra.deploy.targets.k8s.names import router_of
+from infra.engine_command import find_options
 from infra.spec import SpecError
 
 # Engine data parallelism options (both engines' spellings): refused, scale out with replicas.
@@ -51,7 +52,7 @@ def validate(spec, plan) -> None:
         if auto.min_replicas > auto.max_replicas:
             raise _err(spec, "kubernetes.autoscaling.min_replicas", auto.min_replicas,
                        f"is above max_replicas ({auto.max_replicas})", "lower min_replicas or raise max_replicas")
-        if spec.backend == "sglang" and SGLANG_METRICS_FLAG not in spec.extra_args:
+        if spec.backend == "sglang" and not find_options(spec.backend, spec.extra_args, (SGLANG_METRICS_FLAG,)):
             raise _err(spec, "kubernetes.autoscaling.enabled", True,
                        f"SGLang serves the queue-depth metric ({QUEUE_METRIC['sglang']}) only with {SGLANG_METRICS_FLAG}",
                        f"add `{SGLANG_METRICS_FLAG}` to extra_args, or turn autoscaling off")
@@ -105,9 +106,8 @@ def validate(spec, plan) -> None:
 
 
 def check_extra_args(spec) -> None:
-    """No engine data parallelism in extra_args (one function, so the shared option parser can replace it)."""
-    for i, arg in enumerate(spec.extra_args):
-        if arg.split("=", 1)[0] in DATA_PARALLEL_OPTIONS:
-            raise _err(spec, f"extra_args[{i}]", arg,
-                       "engine data parallelism couples gpt-oss's MoE ranks in one pod and hides per-rank state from the router",
-                       "remove it and scale out with kubernetes.replicas (one pod per tensor-parallel group)")
+    """No engine data parallelism in extra_args, in any spelling the engine accepts (the one option parser)."""
+    for opt in find_options(spec.backend, spec.extra_args, DATA_PARALLEL_OPTIONS):
+        raise _err(spec, f"extra_args[{opt.index}]", opt.tokens[0],
+                   "engine data parallelism couples gpt-oss's MoE ranks in one pod and hides per-rank state from the router",
+                   "remove it and scale out with kubernetes.replicas (one pod per tensor-parallel group)")
