@@ -49,6 +49,16 @@ CACHE_ENV = {
 # The engine runs as this non-root user in the images; volumes (Kubernetes fsGroup) use its uid.
 ENGINE_USER = "gptoss"
 ENGINE_UID = 10001
+
+# Docker target defaults (docker.cache_volume, docker.shm_size_mb; docker-run.sh of other targets' stacks too).
+# The cache volume is shared by a host's stacks; /dev/shm is sized for NCCL if IPC is made private.
+DOCKER_CACHE_VOLUME = "gptoss-cache"
+DOCKER_SHM_SIZE_MB = 16384
+# A server published on a loopback address needs no key and is reached through a tunnel from elsewhere.
+LOOPBACK_HOSTS = ("127.0.0.1", "::1", "localhost")
+ALL_ADDRESSES = ("0.0.0.0", "::")
+# What a stack's container, pod and Kubernetes objects are called: gptoss-<stack>.
+NAME_PREFIX = "gptoss-"
 TIKTOKEN_DIR = "/opt/tiktoken"
 
 # The stack spec travels to the container in this env var (no secrets in it) so the launcher

@@ -22,6 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationIn
 
 from infra import constants as C
 from infra.catalogue import get_gpu, get_model, gpu_ids, model_ids
+from infra.settings import spec_type as setting
 
 # A GPU id is a row of infra/catalogue/gpus.yaml (or "auto"): the catalogue is the one list, so a new
 # row is a valid `gpu:` value without touching this file.
@@ -194,8 +195,8 @@ class DockerTarget(_Section):
     # Address the API port is published on. 127.0.0.1 keeps it loopback-only (no key needed).
     publish_address: str = "127.0.0.1"
     publish_port: int | None = None  # host port; default = spec.port
-    cache_volume: str = "gptoss-cache"
-    shm_size_mb: int = Field(16384, ge=64)
+    cache_volume: str = C.DOCKER_CACHE_VOLUME
+    shm_size_mb: int = Field(C.DOCKER_SHM_SIZE_MB, ge=64)
     restart: Literal["no", "always", "unless-stopped", "on-failure"] = "unless-stopped"
     container_name: str | None = None
     device_ids: list[str] | None = None  # pin GPUs by index/UUID; default: gpu_count GPUs
@@ -432,22 +433,23 @@ class StackSpec(_Checked):
     gpu_count: int = Field(1, ge=1, le=64)
     tensor_parallel: int | Literal["auto"] = "auto"
 
-    max_model_len: int | None = Field(None, ge=256)
-    gpu_memory_fraction: float | None = None
-    max_num_seqs: int | None = Field(None, ge=1, le=4096)
-    max_num_batched_tokens: int | None = Field(None, ge=64)
-    enable_prefix_caching: bool | None = None
-    enable_chunked_prefill: bool | None = None
-    async_scheduling: bool | None = None
+    # Engine settings: type, bounds and meaning are rows of the settings table (infra/settings.py).
+    max_model_len: setting("max_model_len") = None
+    gpu_memory_fraction: setting("gpu_memory_fraction") = None
+    max_num_seqs: setting("max_num_seqs") = None
+    max_num_batched_tokens: setting("max_num_batched_tokens") = None
+    enable_prefix_caching: setting("enable_prefix_caching") = None
+    enable_chunked_prefill: setting("enable_chunked_prefill") = None
+    async_scheduling: setting("async_scheduling") = None
     speculative: Literal["none", "eagle3"] = "none"
-    kv_cache_dtype: Literal["auto", "fp8"] | None = None
-    attention_backend: str | None = None
+    kv_cache_dtype: setting("kv_cache_dtype") = None
+    attention_backend: setting("attention_backend") = None
     fit_check: Literal["strict", "warn"] = "strict"
     # Workload profile: which preset rows of infra/catalogue/presets.yaml apply (constants.PROFILES).
     profile: Literal[C.PROFILES] = C.DEFAULT_PROFILE
 
     host: str = C.DEFAULT_HOST
-    port: int = Field(C.DEFAULT_PORT, ge=1, le=65535)
+    port: setting("port") = C.DEFAULT_PORT
     served_model_name: str | None = None  # default: the model id
     api_key_mode: Literal["auto", "none", "config", "generate"] = "auto"
     ssh_public_key: str | None = None  # PUBLIC_KEY/SSH_PUBLIC_KEY for the image READMEs' SSH access
@@ -505,7 +507,7 @@ class StackSpec(_Checked):
 
     @property
     def loopback_only(self) -> bool:
-        return self.target == "docker" and self.target_settings.publish_address in ("127.0.0.1", "::1", "localhost")
+        return self.target == "docker" and self.target_settings.publish_address in C.LOOPBACK_HOSTS
 
     @property
     def wants_api_key(self) -> bool:
