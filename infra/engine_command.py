@@ -72,9 +72,14 @@ class Option:
         return option_key(self.name, backend) if self.name else None
 
 
-def _canonical(name: str, backend: str | None) -> str:
+def canonical_option(name: str, backend: str | None) -> str:
+    """The engine's own name for an option spelling (`-tp` -> `--tensor-parallel-size` for vLLM), from the
+    committed parser snapshot; unknown names come back unchanged."""
     if backend is None:
         return name
+    if backend == "vllm" and name.startswith("-O") and not name.startswith("--"):
+        # vLLM's FlexibleArgumentParser rewrites -O3, -O=3 and -O 3 to --optimization-level before argparse.
+        return "--optimization-level"
     from infra.flagcheck.snapshot import load_snapshot
 
     info = load_snapshot(backend)["options"].get(name)
@@ -84,7 +89,7 @@ def _canonical(name: str, backend: str | None) -> str:
 def option_key(name: str, backend: str | None = None) -> str:
     """The setting an option names: canonical, without dashes or a false form's prefix
     (`--no-enable-prefix-caching` -> `enable-prefix-caching`, `-tp` -> `tensor-parallel-size` for vLLM)."""
-    bare = _canonical(name.split("=", 1)[0], backend).lstrip("-")
+    bare = canonical_option(name.split("=", 1)[0], backend).lstrip("-")
     for prefix in NEGATION_PREFIXES:
         if bare.startswith(prefix):
             return bare[len(prefix):]
@@ -205,5 +210,5 @@ def redact_argv(argv: Sequence[str]) -> list[str]:
     return EngineCommand.parse(argv).redacted().argv
 
 
-__all__ = ["EngineCommand", "LAUNCHERS", "NEGATION_PREFIXES", "Option", "REDACTED", "SECRET_OPTIONS", "find_options",
+__all__ = ["EngineCommand", "canonical_option", "LAUNCHERS", "NEGATION_PREFIXES", "Option", "REDACTED", "SECRET_OPTIONS", "find_options",
            "is_append_option", "is_option", "option_key", "parse_options", "redact_argv", "split_launcher"]

@@ -22,17 +22,18 @@ concurrency as facts (launch.json `fit`).
 """
 from __future__ import annotations
 
+import difflib
 import json
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 from infra import constants as C
 from infra.catalogue import GPU, base_image, defaults, drafts, generic_warning, matching_presets
-from infra.engine_command import LAUNCHERS, EngineCommand, is_append_option, option_key, parse_options
+from infra.engine_command import LAUNCHERS, EngineCommand, canonical_option, is_append_option, option_key, parse_options
 from infra.envmap import SPEC_FIELDS, normalise, parse_env
 from infra.fit import FitError, FitInputs, FitReport, check_fit, vllm_extra_retained_tokens
 from infra.settings import plan_settings, sglang_options, vllm_command
-from infra.spec import SpecError, StackSpec, did_you_mean, shown_arg
+from infra.spec import SpecError, StackSpec, shown_arg
 from infra.templating import render_template
 
 # Settings the plan resolves (engine-neutral names; the settings table). Spec fields with these names are layer 3.
@@ -183,11 +184,14 @@ def _checked_extra_args(spec: StackSpec, warnings: list[str]) -> list[str]:
         if opt.name in removed:
             warnings.append(f"extra_args: {opt.name} dropped: {removed[opt.name]}")
             continue
-        if opt.name and opt.name not in known:
+        if opt.name and canonical_option(opt.name, spec.backend) not in known:
+            close = difflib.get_close_matches(opt.name, sorted(known), n=1, cutoff=0.6)
+            launcher = " ".join(LAUNCHERS[spec.backend][0])
             raise SpecError(f"extra_args[{opt.index}]", shown_arg(opt.tokens[0]),
                             f"is not a {spec.backend} {C.ENGINE_VERSIONS[spec.backend]} option "
                             "(exact names only; the engine would stop at start)",
-                            did_you_mean(opt.name, sorted(known)), stack=spec.stack or None)
+                            f"did you mean {close[0]!r}?" if close else f"see `{launcher} --help` for its options",
+                            stack=spec.stack or None)
         out += opt.tokens
     return out
 

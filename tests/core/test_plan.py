@@ -191,7 +191,7 @@ def test_auto_gpu_container_env_may_use_every_detected_gpu():
 @pytest.mark.parametrize("backend,args,field", [
     ("vllm", ["-dpx", "2"], "extra_args[0]"),  # not an option: refused like a double-dash one
     ("vllm", ["--max-log-len", "10", "-tpp", "2"], "extra_args[2]"),
-    ("vllm", ["-O3"], "extra_args[0]"),  # vLLM rewrites -O3 before parsing; we want --optimization-level 3
+    ("sglang", ["-O3"], "extra_args[0]"),  # vLLM's compact -O form; SGLang has none
     ("sglang", ["-dp", "2"], "extra_args[0]"),  # vLLM's alias; SGLang has only --dp-size
 ])
 def test_single_dash_extra_args_are_checked_like_the_rest(backend, args, field):
@@ -199,6 +199,22 @@ def test_single_dash_extra_args_are_checked_like_the_rest(backend, args, field):
         build_plan(load_spec({"backend": backend, "model": "openai/gpt-oss-20b", "gpu": "h100-80gb",
                               "extra_args": args}, stack="s"))
     assert exc.value.field == field and "option" in str(exc.value)
+
+
+@pytest.mark.parametrize("args", [["-O3"], ["-O", "3"], ["-O=3"], ["-Odecode"]])
+def test_vllms_compact_optimization_level_is_accepted(args):
+    # vLLM's FlexibleArgumentParser rewrites these to --optimization-level before argparse (0.33)
+    p = plan(extra_args=args)
+    assert p.argv[-len(args):] == args and p.provenance["argv:--optimization-level"] == "extra_args"
+
+
+def test_an_unknown_option_gets_a_one_line_fix_not_the_option_list():
+    with pytest.raises(SpecError) as exc:
+        plan(extra_args=["--frobnicate"])
+    assert exc.value.fix == "see `vllm serve --help` for its options" and len(str(exc.value)) < 300
+    with pytest.raises(SpecError) as exc:
+        plan(extra_args=["--max-num-seqz", "3"])
+    assert exc.value.fix == "did you mean '--max-num-seqs'?"
 
 
 def test_single_dash_alias_and_negative_values_in_extra_args():
