@@ -24,7 +24,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from infra import constants as C  # noqa: E402
-from infra.catalogue import base_image, get_gpu  # noqa: E402
+from infra.catalogue import platform_image, platforms  # noqa: E402
 from infra.launcher.encodings import ENCODINGS  # noqa: E402
 
 IMAGES = ROOT / "images"
@@ -32,12 +32,8 @@ ENCODINGS_DIR = IMAGES / "encodings"
 # Packages the image does not need (they import pulumi or are host-side tooling).
 # flagcheck stays: its committed parser snapshots are the allow-list the plan checks extra_args against.
 EXCLUDE = {"deploy", "tasks", "endpoint", "__pycache__"}
-PLATFORM_GPU = {"cuda": None, "blackwell": "b200-180gb", "rocm": "mi300x-192gb"}
-
-
-def base_for(backend: str, platform: str) -> dict:
-    gpu = get_gpu(PLATFORM_GPU[platform]) if PLATFORM_GPU[platform] else None
-    return base_image(backend, gpu)
+PLATFORMS = platforms()  # images.yaml's base-image families
+base_for = platform_image  # (backend, platform) -> the catalogue's base image row
 
 
 def assemble_context(dest: Path, backend: str, encodings_dir: Path = ENCODINGS_DIR) -> Path:
@@ -91,7 +87,7 @@ def _git_ref() -> str | None:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--backend", choices=C.BACKENDS, required=True)
-    ap.add_argument("--platform", choices=sorted(PLATFORM_GPU), default="cuda")
+    ap.add_argument("--platform", choices=PLATFORMS, default="cuda")
     ap.add_argument("--tag", help="image name:tag (default gptoss-<backend>:<version>-<platform>)")
     ap.add_argument("--base-image", help="override the catalogue base (name:tag)")
     ap.add_argument("--base-digest", help="sha256:... for --base-image")

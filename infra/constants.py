@@ -1,6 +1,7 @@
 """Every default in one place. Other modules import from here; nothing else hard-codes these."""
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 PROJECT = "gptoss-stacks"
@@ -20,7 +21,6 @@ PLACEHOLDER_PATTERNS = (r"your-org", r"\bgpu-[a-z0-9]+\.internal\b")
 
 BACKENDS = ("vllm", "sglang")
 TARGETS = ("docker", "kubernetes", "runpod")
-MODELS = ("openai/gpt-oss-20b", "openai/gpt-oss-120b")
 
 # Engine versions the project is verified against (issue 2, item 7).
 ENGINE_VERSIONS = {"vllm": "0.33.0", "sglang": "0.5.23"}
@@ -49,6 +49,16 @@ CACHE_ENV = {
 # The engine runs as this non-root user in the images; volumes (Kubernetes fsGroup) use its uid.
 ENGINE_USER = "gptoss"
 ENGINE_UID = 10001
+
+# Docker target defaults (docker.cache_volume, docker.shm_size_mb; docker-run.sh of other targets' stacks too).
+# The cache volume is shared by a host's stacks; /dev/shm is sized for NCCL if IPC is made private.
+DOCKER_CACHE_VOLUME = "gptoss-cache"
+DOCKER_SHM_SIZE_MB = 16384
+# A server published on a loopback address needs no key and is reached through a tunnel from elsewhere.
+LOOPBACK_HOSTS = ("127.0.0.1", "::1", "localhost")
+ALL_ADDRESSES = ("0.0.0.0", "::")
+# What a stack's container, pod and Kubernetes objects are called: gptoss-<stack>.
+NAME_PREFIX = "gptoss-"
 TIKTOKEN_DIR = "/opt/tiktoken"
 
 # The stack spec travels to the container in this env var (no secrets in it) so the launcher
@@ -59,6 +69,26 @@ SPEC_ENV = "GPTOSS_STACK_SPEC"
 SECRET_KEYS = ("api_key", "hf_token", "registry_password", "ssh_password")
 # Env var that carries each secret into the container.
 SECRET_ENV = {"api_key": "API_KEY", "hf_token": "HF_TOKEN", "ssh_password": "SSH_PASSWORD"}
+# The one rule for "this env var name holds a secret" (a stack's plain `env` refuses it, the launcher redacts it):
+# judged by the name's words, so TIKTOKEN_ENCODINGS_BASE (the tokenizer library) is no token and a PUBLIC_KEY no secret.
+SECRET_NAME_ENDINGS = ("token", "password", "passwd", "secret", "apikey", "credentials")  # HFTOKEN, DB_PASSWORD
+SECRET_NAME_PARTS = ("api_key", "access_key", "private_key")  # OPENAI_API_KEYS, AWS_SECRET_ACCESS_KEY
+NOT_SECRET_WORDS = frozenset({"tiktoken"})
+
+
+def looks_secret(name: str) -> bool:
+    """HF_TOKEN, HFTOKEN, DB_PASSWORD, OPENAI_API_KEY, ENCRYPTION_KEY, MY-SECRET: yes; TIKTOKEN_CACHE_DIR,
+    TOKENIZERS_PARALLELISM, SSH_PUBLIC_KEY, PORT: no."""
+    low = name.lower()
+    if any(part in low for part in SECRET_NAME_PARTS):
+        return True
+    words = [w for w in re.split(r"[^a-z0-9]+", low) if w]
+    for i, word in enumerate(words):
+        if word in NOT_SECRET_WORDS:
+            continue
+        if word.endswith(SECRET_NAME_ENDINGS) or (word == "key" and words[i - 1:i] != ["public"]):
+            return True
+    return False
 
 # Workload profiles (stack field `profile`); presets.yaml rows match on them.
 #   interactive: agents and chat UIs, tokens streamed one by one (the source documents' target)

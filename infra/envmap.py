@@ -1,14 +1,16 @@
 """Container env vars the image READMEs document -> plan overrides (layer 4 of the precedence).
 
 The launcher passes `os.environ`; the plan applies what this returns on top of the stack config.
-Each such variable maps to one setting; values are validated here so a bad value fails with one
+Each such variable maps to one setting of the settings table (infra.settings: names, engines, bounds); values are validated here so a bad value fails with one
 clear line before the engine starts. Legacy names (the gpt-oss-sglang READMEs' NVIDIA Dynamo parser names, DYN_*) are mapped to
 the engine's own names with a warning.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Iterable, Mapping
+
+from infra.settings import TABLE, Setting, legacy_values, spec_fields
 
 
 class EnvError(ValueError):
@@ -29,7 +31,9 @@ def parse_bool(name: str, raw: str) -> bool:
     raise EnvError(f"{name}={raw!r}: expected true or false")
 
 
-def _int(lo: int, hi: int) -> Callable[[str, str], int]:
+def _int(row: Setting) -> Callable[[str, str], int]:
+    lo, hi = int(row.ge), int(row.le)
+
     def conv(name: str, raw: str) -> int:
         try:
             val = int(raw.strip())
@@ -41,16 +45,18 @@ def _int(lo: int, hi: int) -> Callable[[str, str], int]:
     return conv
 
 
-def _fraction(name: str, raw: str) -> float:
-    from infra.constants import MAX_MEMORY_FRACTION, MIN_MEMORY_FRACTION
+def _float(row: Setting) -> Callable[[str, str], float]:
+    lo, hi = row.gt, row.le
 
-    try:
-        val = float(raw.strip())
-    except ValueError:
-        raise EnvError(f"{name}={raw!r}: expected a number such as 0.90") from None
-    if not MIN_MEMORY_FRACTION < val <= MAX_MEMORY_FRACTION:
-        raise EnvError(f"{name}={raw!r}: expected > {MIN_MEMORY_FRACTION} and <= {MAX_MEMORY_FRACTION}, e.g. 0.90")
-    return val
+    def conv(name: str, raw: str) -> float:
+        try:
+            val = float(raw.strip())
+        except ValueError:
+            raise EnvError(f"{name}={raw!r}: expected a number such as {row.example}") from None
+        if not lo < val <= hi:
+            raise EnvError(f"{name}={raw!r}: expected > {lo} and <= {hi}, e.g. {row.example}")
+        return val
+    return conv
 
 
 def _str(name: str, raw: str) -> str:
@@ -59,49 +65,39 @@ def _str(name: str, raw: str) -> str:
     return raw.strip()
 
 
-def _model(name: str, raw: str) -> str:
-    from infra.catalogue import models
+def _choice(row: Setting) -> Callable[[str, str], str]:
+    def conv(name: str, raw: str) -> str:
+        val, known = raw.strip(), list(row.choices())
+        if val not in known:
+            raise EnvError(f"{name}={raw!r}: expected one of {', '.join(known)}")
+        return val
+    return conv
 
-    val = raw.strip()
-    if val not in models():
-        raise EnvError(f"{name}={raw!r}: expected one of {', '.join(models())}")
-    return val
+
+def converter(row: Setting) -> Callable[[str, str], Any]:
+    """An env var's parser for a row of the settings table: its type and bounds."""
+    if row.choices is not None:
+        return _choice(row)
+    if row.type is bool:
+        return parse_bool
+    if row.type is int:
+        return _int(row)
+    if row.type is float:
+        return _float(row)
+    return _str
 
 
-# (env var, setting it overrides, converter, backends it belongs to)
-ENV_VARS: tuple[tuple[str, str, Callable[[str, str], Any], tuple[str, ...]], ...] = (
-    ("MODEL", "model", _model, ("vllm", "sglang")),
-    ("MAX_MODEL_LEN", "max_model_len", _int(256, 1 << 20), ("vllm", "sglang")),
-    ("TENSOR_PARALLEL_SIZE", "tensor_parallel", _int(1, 64), ("vllm", "sglang")),
-    ("HOST", "host", _str, ("vllm", "sglang")),
-    ("PORT", "port", _int(1, 65535), ("vllm", "sglang")),
-    ("GPU_MEMORY_UTILIZATION", "gpu_memory_fraction", _fraction, ("vllm",)),
-    ("MEM_FRACTION_STATIC", "gpu_memory_fraction", _fraction, ("sglang",)),
-    ("MAX_NUM_SEQS", "max_num_seqs", _int(1, 4096), ("vllm",)),
-    ("MAX_RUNNING_REQUESTS", "max_num_seqs", _int(1, 4096), ("sglang",)),
-    ("MAX_NUM_BATCHED_TOKENS", "max_num_batched_tokens", _int(64, 1 << 20), ("vllm",)),
-    ("ASYNC_SCHEDULING", "async_scheduling", parse_bool, ("vllm",)),
-    ("ENABLE_PREFIX_CACHING", "enable_prefix_caching", parse_bool, ("vllm",)),
-    ("ENABLE_CHUNKED_PREFILL", "enable_chunked_prefill", parse_bool, ("vllm",)),
-    ("CHUNKED_PREFILL", "enable_chunked_prefill", parse_bool, ("sglang",)),
-    ("ENABLE_AUTO_TOOL_CHOICE", "enable_auto_tool_choice", parse_bool, ("vllm",)),
-    ("TOOL_CALL_PARSER", "tool_call_parser", _str, ("vllm",)),
-    ("DYN_TOOL_CALL_PARSER", "tool_call_parser", _str, ("sglang",)),
-    ("DYN_REASONING_PARSER", "reasoning_parser", _str, ("sglang",)),
-    ("ATTENTION_BACKEND", "attention_backend", _str, ("vllm", "sglang")),
-)
+EnvVar = tuple[str, str, Callable[[str, str], Any], tuple[str, ...]]
 
-# The gpt-oss-sglang image and RunPod READMEs' parser names come from NVIDIA Dynamo, not from the engines themselves.
-LEGACY_VALUES: dict[tuple[str, str], dict[str, str]] = {
-    ("sglang", "tool_call_parser"): {"harmony": "gpt-oss", "gpt_oss": "gpt-oss", "openai": "gpt-oss"},
-    ("sglang", "reasoning_parser"): {"gpt_oss": "gpt-oss", "harmony": "gpt-oss"},
-    ("vllm", "tool_call_parser"): {"harmony": "openai", "gpt_oss": "openai", "gpt-oss": "openai"},
-    ("vllm", "reasoning_parser"): {"gpt_oss": "openai_gptoss", "gpt-oss": "openai_gptoss", "harmony": "openai_gptoss"},
-}
+
+def env_vars(table: Iterable[Setting] = TABLE) -> tuple[EnvVar, ...]:
+    """(env var, setting it overrides, converter, backends it belongs to), from the settings table."""
+    return tuple((var, row.name, converter(row), backends) for row in table for var, backends in row.env)
+
+
+ENV_VARS = env_vars()
 # Fields that change the spec itself (and so the presets and the fit), not just a flag.
-SPEC_FIELDS = ("model", "tensor_parallel", "host", "port", "max_model_len", "gpu_memory_fraction",
-               "max_num_seqs", "max_num_batched_tokens", "async_scheduling", "enable_prefix_caching",
-               "enable_chunked_prefill", "attention_backend")
+SPEC_FIELDS = spec_fields()
 
 
 @dataclass
@@ -113,23 +109,22 @@ class EnvOverrides:
 
 def normalise(backend: str, setting: str, value: Any) -> tuple[Any, str | None]:
     """Map a legacy value to the engine's own name; returns (value, warning or None)."""
-    legacy = LEGACY_VALUES.get((backend, setting), {})
+    legacy = legacy_values(backend, setting)
     if isinstance(value, str) and value in legacy:
         new = legacy[value]
         return new, f"{setting} {value!r} is not a {backend} name (the image READMEs' Dynamo name); using {new!r}"
     return value, None
 
 
-def parse_env(env: Mapping[str, str], backend: str) -> EnvOverrides:
+def parse_env(env: Mapping[str, str], backend: str, variables: tuple[EnvVar, ...] = ENV_VARS) -> EnvOverrides:
     """Read the image READMEs' env vars that apply to `backend`. Raises EnvError on the first bad value."""
     out = EnvOverrides()
-    for name, setting, conv, backends in ENV_VARS:
+    for name, setting, conv, backends in variables:
         raw = env.get(name)
         if raw is None or raw == "":
             continue
         if backend not in backends:
-            other = next(n for n, s, _, b in ENV_VARS if s == setting and backend in b) if any(
-                s == setting and backend in b for _, s, _, b in ENV_VARS) else None
+            other = next((n for n, s, _, b in variables if s == setting and backend in b), None)
             hint = f"; use {other}" if other else ""
             out.warnings.append(f"{name} is a {'/'.join(backends)} setting and is ignored by {backend}{hint}")
             continue

@@ -22,24 +22,22 @@ concurrency as facts (launch.json `fit`).
 """
 from __future__ import annotations
 
+import difflib
 import json
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 from infra import constants as C
 from infra.catalogue import GPU, base_image, defaults, drafts, generic_warning, matching_presets
+from infra.engine_command import LAUNCHERS, EngineCommand, canonical_option, is_append_option, option_key, parse_options
 from infra.envmap import SPEC_FIELDS, normalise, parse_env
 from infra.fit import FitError, FitInputs, FitReport, check_fit, vllm_extra_retained_tokens
-from infra.spec import SpecError, StackSpec, did_you_mean, shown_arg
+from infra.settings import plan_settings, sglang_options, vllm_command
+from infra.spec import SpecError, StackSpec, shown_arg
 from infra.templating import render_template
 
-# Settings the plan resolves (engine-neutral names). Spec fields with these names are layer 3.
-SETTINGS = (
-    "max_model_len", "gpu_memory_fraction", "max_num_seqs", "max_num_batched_tokens",
-    "async_scheduling", "enable_prefix_caching", "enable_chunked_prefill", "enable_auto_tool_choice",
-    "tool_call_parser", "reasoning_parser", "kv_cache_dtype", "attention_backend",
-    "max_cudagraph_capture_size", "stream_interval", "block_size", "compilation_config", "speculative_config",
-)
+# Settings the plan resolves (engine-neutral names; the settings table). Spec fields with these names are layer 3.
+SETTINGS = plan_settings()
 # Stack fields that are plan inputs but not engine settings.
 PLAN_FACTS = ("profile",)
 
@@ -107,39 +105,18 @@ def _json(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"))
 
 
+def _values(weights: str, s: Mapping[str, Any], spec: StackSpec, tp: int, served: str) -> dict[str, Any]:
+    """Every value the engine command states: the resolved settings and what the stack itself is."""
+    return {**s, "model": weights, "tensor_parallel": tp, "host": spec.host, "port": spec.port,
+            "served_model_name": served}
+
+
 def _vllm_argv(weights: str, s: Mapping[str, Any], spec: StackSpec, tp: int, served: str) -> tuple[list[str], dict[str, str]]:
     """vLLM: model positional, everything else in a --config YAML; false booleans on the CLI as --no-x
-    (vLLM silently drops `key: false` from a config file)."""
-    cfg: dict[str, Any] = {
-        "host": spec.host, "port": spec.port, "served-model-name": served,
-        "tensor-parallel-size": tp, "max-model-len": s["max_model_len"],
-        "gpu-memory-utilization": s["gpu_memory_fraction"], "max-num-seqs": s["max_num_seqs"],
-        "max-num-batched-tokens": s["max_num_batched_tokens"],
-    }
-    negatives = []
-    for key, flag in (("enable_prefix_caching", "enable-prefix-caching"),
-                      ("enable_chunked_prefill", "enable-chunked-prefill"),
-                      ("async_scheduling", "async-scheduling")):
-        if s[key]:
-            cfg[flag] = True
-        else:
-            negatives.append(f"--no-{flag}")
-    if s.get("enable_auto_tool_choice"):
-        cfg["enable-auto-tool-choice"] = True
-    cfg["tool-call-parser"] = s["tool_call_parser"]
-    cfg["reasoning-parser"] = s["reasoning_parser"]
-    if s.get("attention_backend") not in (None, "auto"):
-        cfg["attention-backend"] = s["attention_backend"]
-    if s.get("kv_cache_dtype") not in (None, "auto"):
-        cfg["kv-cache-dtype"] = s["kv_cache_dtype"]
-    for key in ("max_cudagraph_capture_size", "stream_interval", "block_size"):
-        if s.get(key) is not None:
-            cfg[key.replace("_", "-")] = s[key]
-    for key in ("compilation_config", "speculative_config"):
-        if s.get(key):
-            cfg[key.replace("_", "-")] = _json(s[key])
+    (vLLM silently drops `key: false` from a config file). The table (infra.settings) says which is which."""
+    positionals, cfg, negatives = vllm_command(_values(weights, s, spec, tp, served))
     text = render_template("vllm.yaml.j2", stack=spec.stack, config=cfg)
-    argv = ["vllm", "serve", weights, "--config", f"{C.CONFIG_DIR}/{VLLM_CONFIG_FILE}", *negatives]
+    argv = [*LAUNCHERS["vllm"][0], *positionals, "--config", f"{C.CONFIG_DIR}/{VLLM_CONFIG_FILE}", *negatives]
     if spec.wants_api_key:
         argv += api_key_guard_args("vllm")
     return argv, {VLLM_CONFIG_FILE: text}
@@ -164,81 +141,29 @@ def with_api_key_guard(argv: list[str], backend: str) -> list[str]:
 
 
 def _sglang_argv(weights: str, s: Mapping[str, Any], spec: StackSpec, tp: int, served: str) -> tuple[list[str], dict[str, str]]:
-    argv = [
-        "python3", "-m", "sglang.launch_server",
-        "--model-path", weights, "--served-model-name", served,
-        "--host", spec.host, "--port", str(spec.port),
-        "--tp-size", str(tp), "--context-length", str(s["max_model_len"]),
-        "--mem-fraction-static", str(s["gpu_memory_fraction"]),
-        "--max-running-requests", str(s["max_num_seqs"]),
-        # SGLang turns chunked prefill off with -1.
-        "--chunked-prefill-size", str(s["max_num_batched_tokens"] if s["enable_chunked_prefill"] else -1),
-        "--tool-call-parser", s["tool_call_parser"], "--reasoning-parser", s["reasoning_parser"],
-    ]
-    if s.get("attention_backend") not in (None, "auto"):
-        argv += ["--attention-backend", s["attention_backend"]]
-    if s.get("kv_cache_dtype") not in (None, "auto"):
-        # SGLang names the FP8 KV format explicitly; plain "fp8" is not a choice there.
-        argv += ["--kv-cache-dtype", "fp8_e4m3" if s["kv_cache_dtype"] == "fp8" else s["kv_cache_dtype"]]
-    if not s["enable_prefix_caching"]:
-        argv += ["--disable-radix-cache"]
-    if not s["async_scheduling"]:
-        argv += ["--disable-overlap-schedule"]
-    if s.get("stream_interval") is not None:
-        argv += ["--stream-interval", str(s["stream_interval"])]
-    spec_cfg = s.get("speculative_config")
-    if spec_cfg:
-        steps = int(spec_cfg["num_speculative_tokens"])
-        argv += ["--speculative-algorithm", "EAGLE3", "--speculative-draft-model-path", spec_cfg["model"],
-                 "--speculative-num-steps", str(steps), "--speculative-eagle-topk", "1",
-                 "--speculative-num-draft-tokens", str(steps + 1)]
+    argv = [*LAUNCHERS["sglang"][0], *sglang_options(_values(weights, s, spec, tp, served))]
     return argv, {SGLANG_ARGS_FILE: _sglang_args_file(spec.stack, argv)}
 
 
 def _sglang_args_file(stack: str, argv: list[str]) -> str:
-    return render_template("sglang.args.j2", stack=stack, args=argv[3:])
-
-
-# Options an engine accumulates (argparse "append"): a later one adds to, never replaces, the earlier
-# ones, so extra_args can add a middleware but never drop the API-key guard.
-APPEND_OPTIONS = frozenset({"middleware"})
-
-
-def _option(tok: str) -> str | None:
-    if not tok.startswith("--"):
-        return None
-    name = tok[2:].split("=", 1)[0]
-    for prefix in ("no-", "disable-"):
-        if name.startswith(prefix):
-            return name[len(prefix):]
-    return name
+    return render_template("sglang.args.j2", stack=stack, args=EngineCommand.parse(argv, "sglang").args)
 
 
 def merge_extra_args(argv: list[str], files: dict[str, str], extra: list[str], backend: str,
                      stack: str = "") -> tuple[list[str], dict[str, str]]:
-    """Append extra_args; drop the same option (or its --no- form) set by lower layers."""
+    """Append extra_args; drop the same option (any alias, or its --no-/--disable- form) set by lower
+    layers, from the command line and from vLLM's --config file. Options the engine accumulates
+    (--middleware) are added to, never replaced, so extra_args cannot drop the API-key guard."""
     if not extra:
         return argv, files
-    overridden = {o for o in map(_option, extra) if o} - APPEND_OPTIONS
-    out: list[str] = []
-    i = 0
-    while i < len(argv):
-        tok = argv[i]
-        opt = _option(tok)
-        if opt in overridden and i >= 3:
-            # Drop the option and its value (a following token that is not an option).
-            i += 1
-            if "=" not in tok and i < len(argv) and not argv[i].startswith("--"):
-                i += 1
-            continue
-        out.append(tok)
-        i += 1
+    overridden = {o.key(backend) for o in parse_options(extra)[1] if o.name and not is_append_option(o.name, backend)}
+    out = EngineCommand.parse(argv, backend).without(overridden, backend).argv
     if backend == "vllm" and VLLM_CONFIG_FILE in files:
         import yaml
 
         text = files[VLLM_CONFIG_FILE]
         cfg = yaml.safe_load(text) or {}
-        kept = {k: v for k, v in cfg.items() if k not in overridden}
+        kept = {k: v for k, v in cfg.items() if option_key(f"--{k}", backend) not in overridden}
         if kept != cfg:
             files = {**files, VLLM_CONFIG_FILE: render_template("vllm.yaml.j2", stack=stack, config=kept)}
     return out + list(extra), files
@@ -246,32 +171,28 @@ def merge_extra_args(argv: list[str], files: dict[str, str], extra: list[str], b
 
 def _checked_extra_args(spec: StackSpec, warnings: list[str]) -> list[str]:
     """extra_args against the engine's real option list (the committed parser snapshot, diffed
-    against the live parser by `invoke check-flags --diff`): an option the engine removed is dropped
-    with a warning (an old stack keeps starting); an option it never had is refused with a guess."""
+    against the live parser by `invoke check-flags --diff`), single-dash options (`-dp`) included: an
+    option the engine removed is dropped with its values and a warning (an old stack keeps starting);
+    an option it never had is refused with a guess."""
     from infra.flagcheck.snapshot import REMOVED, known_options
 
     known = known_options(spec.backend)
     removed = REMOVED.get(spec.backend, {})
-    out: list[str] = []
-    skip_value = False
-    for i, tok in enumerate(spec.extra_args):
-        if skip_value:
-            skip_value = False
-            if not tok.startswith("--"):
-                continue
-        if not tok.startswith("--"):
-            out.append(tok)
+    positionals, options = parse_options(spec.extra_args)
+    out = list(positionals)
+    for opt in options:
+        if opt.name in removed:
+            warnings.append(f"extra_args: {opt.name} dropped: {removed[opt.name]}")
             continue
-        name = tok.split("=", 1)[0]
-        if name in removed:
-            warnings.append(f"extra_args: {name} dropped: {removed[name]}")
-            skip_value = "=" not in tok
-            continue
-        if name not in known:
-            raise SpecError(f"extra_args[{i}]", shown_arg(tok), f"is not a {spec.backend} {C.ENGINE_VERSIONS[spec.backend]} option "
+        if opt.name and canonical_option(opt.name, spec.backend) not in known:
+            close = difflib.get_close_matches(opt.name, sorted(known), n=1, cutoff=0.6)
+            launcher = " ".join(LAUNCHERS[spec.backend][0])
+            raise SpecError(f"extra_args[{opt.index}]", shown_arg(opt.tokens[0]),
+                            f"is not a {spec.backend} {C.ENGINE_VERSIONS[spec.backend]} option "
                             "(exact names only; the engine would stop at start)",
-                            did_you_mean(name, sorted(known)), stack=spec.stack or None)
-        out.append(tok)
+                            f"did you mean {close[0]!r}?" if close else f"see `{launcher} --help` for its options",
+                            stack=spec.stack or None)
+        out += opt.tokens
     return out
 
 
@@ -301,14 +222,6 @@ class PlanState:
         return SpecError(field_name, value, problem, fix, stack=self.spec.stack or None)
 
 
-def _revalidated(spec: StackSpec, **updates: Any) -> StackSpec:
-    data = spec.model_dump()
-    data.update(updates)
-    out = StackSpec.model_validate(data)
-    out._cross_check()
-    return out
-
-
 def apply_container_env(st: PlanState) -> PlanState:
     """Layer 4 can change the spec itself (model, TP, context...): apply it first, re-check the spec."""
     spec, detected = st.spec, st.detected
@@ -318,7 +231,7 @@ def apply_container_env(st: PlanState) -> PlanState:
     st.env = parse_env(st.env_overrides, spec.backend)
     st.warnings += st.env.warnings
     spec_updates = {k: v for k, v in st.env.values.items() if k in SPEC_FIELDS}
-    st.spec = _revalidated(spec, **spec_updates) if spec_updates else spec
+    st.spec = spec.model_copy(update=spec_updates)  # validated: infra.spec._Checked.model_copy
     return st
 
 
@@ -339,10 +252,10 @@ def resolve_gpu(st: PlanState) -> PlanState:
         if gpu.generic:  # not in gpus.yaml: its arch preset and NVML memory (infra.catalogue.generic_gpu)
             st.warnings.append(generic_warning(gpu, spec.backend, spec.model))
         if spec.gpu == "auto":
-            gpu_count = detected.count if spec.tensor_parallel == "auto" and spec.model.endswith("120b") else spec.gpu_count
+            gpu_count = detected.count if spec.tp_uses_all_gpus else spec.gpu_count
             gpu_count = max(gpu_count, spec.resolved_tp)
             # the GPU-specific rules (fp8 on Ampere, FLASH_ATTN...) now apply
-            spec = _revalidated(spec, gpu=gpu.id, gpu_count=gpu_count)
+            spec = spec.model_copy(update={"gpu": gpu.id, "gpu_count": gpu_count})
     elif spec.gpu == "auto":
         st.notes.append("gpu is auto: the launcher picks the GPU preset and checks the fit on the host it starts on")
     st.spec, st.gpu, st.gpu_count, st.tp = spec, gpu, gpu_count, spec.resolved_tp
@@ -419,10 +332,12 @@ def size_memory(st: PlanState) -> PlanState:
 
 
 def builtin_tool_args(spec: StackSpec) -> list[str]:
-    """The engines' `--tool-server` for the stack's built-in tools (infra/builtin_tools.py), a target-layer option."""
+    """The engines' `--tool-server` for the stack's built-in tools (infra/builtin_tools.py), between the target's
+    options and extra_args."""
     from infra.builtin_tools import engine_args
 
     return engine_args(spec)
+
 
 def render_engine_args(st: PlanState) -> PlanState:
     """The engine command line and its config file, then extra_args (layer 5)."""
@@ -434,16 +349,14 @@ def render_engine_args(st: PlanState) -> PlanState:
     st.argv, st.files = build(st.weights, st.settings, spec, st.tp, served)
     # The deployment target's own engine options (kubernetes: pinned revision, graceful stop) sit
     # between the plan's settings and extra_args, which still have the last word.
-    target_args = spec.target_engine_args(st.weights) + builtin_tool_args(spec)
-    if target_args:
-        st.argv, st.files = merge_extra_args(st.argv, st.files, target_args, spec.backend, spec.stack)
-        for o in filter(None, map(_option, target_args)):
-            st.provenance[f"argv:--{o}"] = "builtin_tools.python" if o == "tool-server" else f"target {spec.target}"
-    if extra:
-        st.argv, st.files = merge_extra_args(st.argv, st.files, extra, spec.backend, spec.stack)
-        for o in filter(None, map(_option, extra)):
-            st.provenance[f"argv:--{o}"] = "extra_args"
-    if spec.backend == "sglang" and (extra or target_args):
+    target_args, tool_args = spec.target_engine_args(st.weights), builtin_tool_args(spec)
+    for args, source in ((target_args, f"target {spec.target}"), (tool_args, "builtin_tools.python"), (extra, "extra_args")):
+        if args:
+            st.argv, st.files = merge_extra_args(st.argv, st.files, args, spec.backend, spec.stack)
+            for o in parse_options(args)[1]:
+                if o.name:
+                    st.provenance[f"argv:--{o.key(spec.backend)}"] = source
+    if spec.backend == "sglang" and (extra or target_args or tool_args):
         st.files = {SGLANG_ARGS_FILE: _sglang_args_file(spec.stack, st.argv)}
     return st
 
@@ -457,7 +370,8 @@ def _secrets(spec: StackSpec) -> list[dict[str, Any]]:
     if "hf_token" in spec.secrets_set:
         secrets.append({"env": "HF_TOKEN", "pass_as": {"env": "HF_TOKEN"}})
     if "ssh_password" in spec.secrets_set:
-        secrets.append({"env": "SSH_PASSWORD", "pass_as": {"env": "SSH_PASSWORD"}})
+        # the launcher's own (sshd's root password), never the engine's
+        secrets.append({"env": "SSH_PASSWORD", "pass_as": {"launcher": "sshd"}})
     return secrets
 
 

@@ -4,51 +4,20 @@
   launch.json     the plan: exact argv, env, config files, secret env names (never values)
   vllm.yaml | sglang.args   the backend config file
   docker-run.sh   the equivalent `docker run` for people who do not use Pulumi
-  client.env      LLM_BASE_URL / OPENAI_API_KEY placeholder / model name for clients
+  client.env      LLM_BASE_URL / OPENAI_API_KEY placeholder / model name for clients: the target's
+                  endpoint(), the same one the deployed client_env output is made from
 """
 from __future__ import annotations
 
 import json
-import shlex
 from pathlib import Path
-from urllib.parse import urlparse
 
 from infra import constants as C
+from infra.deploy.targets import target_endpoint
+from infra.deploy.targets.docker import docker_run
+from infra.deploy.targets.endpoint import client_env_text
 from infra.plan import build_plan
 from infra.templating import render_template, sh_quote
-
-
-def endpoint_base_url(spec) -> str:
-    """Where clients reach the API, as far as the stack file can tell (Pulumi outputs are exact)."""
-    if spec.target == "docker":
-        t = spec.target_settings
-        port = t.publish_port or spec.port
-        if t.host.startswith("ssh://"):
-            host = urlparse(t.host).hostname or "<gpu-host>"
-        elif t.publish_address in ("0.0.0.0", "::"):
-            host = "127.0.0.1"
-        else:
-            host = t.publish_address
-        return f"http://{host}:{port}/v1"
-    if spec.target == "kubernetes":
-        ns = spec.target_settings.namespace
-        return f"http://gptoss-{spec.stack or 'stack'}.{ns}.svc.cluster.local:{spec.port}/v1"
-    return "http://<pod-public-ip>:<tcp-port-for-8000>/v1"
-
-
-
-
-def _gpu_devices(spec, plan) -> list[str]:
-    """docker run flags that hand the GPUs to the container."""
-    gpu = spec.gpu_info
-    if gpu is not None and gpu.vendor == "amd":
-        # ROCm: the kernel driver and render nodes, not the NVIDIA runtime's --gpus.
-        return ["--device", "/dev/kfd", "--device", "/dev/dri", "--group-add", "video", "--security-opt", "seccomp=unconfined"]
-    t = spec.target_settings
-    if spec.target == "docker" and t.device_ids:
-        # The quotes are Docker's: a comma-separated list is one CSV field of the --gpus value.
-        return ["--gpus", f"\"device={','.join(t.device_ids)}\""]
-    return ["--gpus", str(plan.gpu_count)]
 
 
 def image_ref(plan) -> str:
@@ -58,24 +27,9 @@ def image_ref(plan) -> str:
 
 
 def docker_run_lines(spec, plan, image: str | None = None) -> list[list[str]]:
-    """The `docker run` that docker-run.sh execs, as the words docker receives, one group per script
-    line (the script is these words shell-quoted; `image` defaults to the plan's image ref)."""
-    t = spec.target_settings
-    docker = spec.target == "docker"
-    name = t.container_name if docker and t.container_name else f"gptoss-{plan.stack or 'stack'}"
-    publish = t.publish_address if docker else "127.0.0.1"
-    port = (t.publish_port or plan.port) if docker else plan.port
-    address = f"[{publish}]" if ":" in publish else publish
-    lines = [
-        ["run", "--rm", "--name", name],
-        [*_gpu_devices(spec, plan), "--ipc=host", "--shm-size", f"{t.shm_size_mb if docker else 16384}m"],
-        ["-p", f"{address}:{port}:{plan.port}"],
-        ["-v", f"{t.cache_volume if docker else 'gptoss-cache'}:{C.CACHE_ROOT}"],
-    ]
-    lines += [["-e", f"{k}={v}"] for k, v in plan.env.items()]
-    lines += [["-e", k] for k in plan.secret_env]  # by name: docker copies the value from the caller's env
-    lines.append([image or image_ref(plan)])
-    return lines
+    """The `docker run` that docker-run.sh execs (the Docker target's, infra.deploy.targets.docker),
+    as the words docker receives; `image` defaults to the plan's image ref."""
+    return docker_run(spec, plan, image or image_ref(plan))
 
 
 def render_plan_files(spec, plan) -> dict[str, str]:
@@ -90,9 +44,10 @@ def render_plan_files(spec, plan) -> dict[str, str]:
     files = dict(plan.files)
     files["launch.json"] = json.dumps(plan.to_launch_json(), indent=2, sort_keys=False) + "\n"
     files["docker-run.sh"] = render_template("docker-run.sh.j2", **ctx)
-    files["client.env"] = render_template(
-        "client.env.j2", plan=plan, base_url=endpoint_base_url(spec),
-        served_model=spec.served_model_name or spec.model)
+    # The target's own endpoint, the one the deployed client_env output is made from.
+    files["client.env"] = client_env_text(
+        target_endpoint(spec, plan, plan.stack or None), stack=plan.stack, served_model=spec.served_model_name or spec.model,
+        api_key=None, key_required="API_KEY" in plan.secret_env)
     return dict(sorted(files.items()))
 
 

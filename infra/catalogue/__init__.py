@@ -84,6 +84,15 @@ class Model:
     config_source: str
     eagle3_draft: str | None = None
     loaded_weights: tuple[Mapping[str, Any], ...] = ()
+    auto_tensor_parallel: int | str = 1  # what `tensor_parallel: auto` means: a size, or ALL_GPUS
+
+    @property
+    def tp_uses_all_gpus(self) -> bool:
+        return self.auto_tensor_parallel == ALL_GPUS
+
+    def auto_tp(self, gpu_count: int) -> int:
+        """`tensor_parallel: auto` on gpu_count GPUs (the image READMEs: 120b spans them all, 20b uses one)."""
+        return gpu_count if self.tp_uses_all_gpus else int(self.auto_tensor_parallel)
 
     def loaded_weights_bytes(self, backend: str, kernel: str) -> tuple[int, str]:
         """Weights as `backend` holds them on `kernel`'s path, and where the figure comes from."""
@@ -162,13 +171,26 @@ class Draft:
         return int(self.weights_gib * 2**30)
 
 
+ALL_GPUS = "all_gpus"  # models.yaml auto_tensor_parallel: the model spans every GPU of the host
+
+
 @lru_cache(maxsize=None)
 def models() -> dict[str, Model]:
-    return {
+    out = {
         mid: Model(id=mid, **{**row, "layer_pattern": tuple(row["layer_pattern"]),
                               "loaded_weights": tuple(row.get("loaded_weights", ()))})
         for mid, row in _load("models.yaml").items() if mid != "drafts"
     }
+    for m in out.values():
+        tp = m.auto_tensor_parallel
+        if tp != ALL_GPUS and not (type(tp) is int and tp >= 1):
+            raise ValueError(f"infra/catalogue/models.yaml: {m.id}: auto_tensor_parallel {tp!r} is not {ALL_GPUS} or a size >= 1")
+    return out
+
+
+def model_ids() -> tuple[str, ...]:
+    """Every model a stack may name: the rows of models.yaml, the one list."""
+    return tuple(models())
 
 
 @lru_cache(maxsize=None)
@@ -323,12 +345,23 @@ def locked_digest(image: str, tag: str) -> str | None:
     return entry.get("digest") if isinstance(entry, dict) else None
 
 
-def base_image(backend: str, gpu: GPU | None) -> dict[str, Any]:
-    """{'image', 'tag', 'digest', 'cuda', 'min_driver', 'source', 'platform'} of the base image for backend
-    on gpu. The tag and driver facts come from images.yaml, the digest from the lock file."""
-    platform = platform_for(gpu)
+def platforms() -> tuple[str, ...]:
+    """The base-image families images.yaml lists (cuda, blackwell, rocm)."""
+    from infra.constants import BACKENDS
+
+    return tuple(sorted({p for backend in BACKENDS for p in _images_doc()[backend]}))
+
+
+def platform_image(backend: str, platform: str) -> dict[str, Any]:
+    """{'image', 'tag', 'digest', 'cuda', 'min_driver', 'source', 'platform'} of backend's base image for a
+    platform. The tag and driver facts come from images.yaml, the digest from the lock file."""
     row = _images_doc()[backend][platform]
     return {**row, "digest": locked_digest(row["image"], row["tag"]), "platform": platform}
+
+
+def base_image(backend: str, gpu: GPU | None) -> dict[str, Any]:
+    """platform_image() of the platform gpu needs."""
+    return platform_image(backend, platform_for(gpu))
 
 
 def router_pin(name: str) -> dict[str, Any]:

@@ -19,6 +19,7 @@ import pulumi_random as random
 from infra import constants as C
 from infra.deploy.image import CONTEXT_ROOT, IMAGES_DIR, assemble_context, build_image, image_settings, image_warnings, validate_image
 from infra.deploy.targets import TargetContext, get_target
+from infra.deploy.targets.endpoint import client_env_text
 from infra.spec import SpecError
 
 TYPE_TOKEN = "gptoss:index:Deployment"
@@ -72,18 +73,6 @@ def labels_for(spec, plan) -> dict[str, str]:
     }
 
 
-def client_env_text(stack: str, base_url: str, model: str, api_key: str | None) -> str:
-    """The image READMEs' client `.env` (LLM_BASE_URL, OPENAI_API_KEY) plus the OpenAI SDK's own names."""
-    key = api_key if api_key else "dummy"
-    return (
-        f"# gptoss-stacks stack {stack}\n"
-        f"LLM_BASE_URL={base_url}\n"
-        f"OPENAI_BASE_URL={base_url}\n"
-        f"OPENAI_API_KEY={key}\n"
-        f"LLM_MODEL={model}\n"
-    )
-
-
 class GptOssDeployment(pulumi.ComponentResource):
     endpoint_url: pulumi.Output[str]
     health_url: pulumi.Output[str]
@@ -132,11 +121,13 @@ class GptOssDeployment(pulumi.ComponentResource):
             registry_password=registry_password, labels=labels, parent=self,
         ))
 
-        host = pulumi.Output.from_input(result.host).apply(lambda h: f"[{h}]" if ":" in h else h)  # IPv6 literal
-        base = pulumi.Output.concat(result.scheme, "://", host, ":", pulumi.Output.from_input(result.port).apply(str))
+        # Where clients connect is the target's pure endpoint(), the same value `invoke render` writes;
+        # only an address learnt at deploy time (a cloud load balancer's) is filled in here.
+        endpoint = target.endpoint(spec, plan, stack)
+        host = pulumi.Output.from_input(result.host if result.host is not None else endpoint.host)
         served = spec.served_model_name or spec.model
-        self.endpoint_url = pulumi.Output.concat(base, "/v1")
-        self.health_url = pulumi.Output.concat(base, "/health")
+        self.endpoint_url = host.apply(lambda h: endpoint.at(h).base_url)
+        self.health_url = host.apply(lambda h: endpoint.at(h).health_url)
         self.model = pulumi.Output.from_input(served)
         self.backend = pulumi.Output.from_input(plan.backend)
         self.gpu = pulumi.Output.from_input(plan.gpu)
@@ -144,9 +135,14 @@ class GptOssDeployment(pulumi.ComponentResource):
         self.launch_plan = pulumi.Output.from_input(plan.to_launch_json())
         self.logs_command = pulumi.Output.from_input(result.logs_command) if result.logs_command is not None else None
         key = self.api_key if self.api_key is not None else pulumi.Output.from_input("")
-        self.client_env = pulumi.Output.secret(pulumi.Output.all(self.endpoint_url, key).apply(
-            lambda v: client_env_text(stack, v[0], served, v[1] or None)))
+        self.client_env = pulumi.Output.secret(pulumi.Output.all(host, key).apply(
+            lambda v: client_env_text(endpoint.at(v[0]), stack=stack, served_model=served, api_key=v[1] or None,
+                                      key_required="API_KEY" in plan.secret_env)))
         self.extra_outputs = dict(result.extra_outputs)
+        if endpoint.via:
+            self.extra_outputs["tunnel_command"] = list(endpoint.via)
+        if endpoint.cluster_url:
+            self.extra_outputs["cluster_endpoint_url"] = endpoint.cluster_url
 
         self.register_outputs(self.outputs())
 

@@ -12,9 +12,7 @@ this package prints or logs it.
 
 from __future__ import annotations
 
-import json
 import os
-import subprocess
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -89,36 +87,14 @@ def key_from_env(var: str | None) -> str | None:
 
 
 def read_stack_outputs(stack: str, repo: Path = REPO_ROOT, timeout: float = 60.0) -> dict[str, Any]:
-    """``pulumi stack output --json --show-secrets --stack NAME`` as a dict.
-
-    Raises TargetError with install instructions when the CLI is missing (exit 127)."""
-    from infra.tasks import pulumi_cli  # the one place that knows how to run pulumi
-
-    binary = pulumi_cli.find_pulumi()
-    if binary is None:
-        raise TargetError(pulumi_cli.INSTALL_HELP.format(plugins=", ".join(pulumi_cli.PLUGINS), repo=repo), code=127)
-    from invoke.exceptions import Exit
+    """``pulumi stack output --json --show-secrets --stack NAME`` as a dict (infra.pulumi_run, the layer
+    below both this client and the CLI). TargetError with install instructions when the CLI is missing (127)."""
+    from infra.pulumi_run import PulumiError, stack_outputs
 
     try:
-        env = pulumi_cli.pulumi_env(repo=repo, interactive=False)
-    except Exit as exc:  # e.g. a file backend without a passphrase: its own clear message
-        raise TargetError(str(exc.message or "pulumi cannot run"), code=exc.code or 2) from None
-    argv = [binary, *pulumi_cli.pulumi_argv("outputs", stack, show_secrets=True)]
-    try:
-        proc = subprocess.run(argv, cwd=repo, env=env, capture_output=True, text=True, timeout=timeout)
-    except subprocess.TimeoutExpired:
-        raise TargetError(f"`pulumi stack output --stack {stack}` did not answer within {timeout:.0f}s") from None
-    if proc.returncode != 0:
-        # stderr from pulumi carries no secret values (they are only on stdout)
-        raise TargetError(f"`pulumi stack output --stack {stack}` failed ({proc.returncode}): "
-                          f"{proc.stderr.strip()[-800:]}", code=proc.returncode or 1)
-    try:
-        data = json.loads(proc.stdout or "{}")
-    except ValueError:
-        raise TargetError(f"`pulumi stack output --stack {stack}` did not print JSON") from None
-    if not isinstance(data, dict):
-        raise TargetError(f"`pulumi stack output --stack {stack}` printed {type(data).__name__}, not an object")
-    return data
+        return stack_outputs(stack, repo, timeout)
+    except PulumiError as exc:
+        raise TargetError(str(exc), code=exc.code) from None
 
 
 MAX_CONTEXT = 1 << 24  # bound on a context length read from outputs or the command line

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import difflib
 import json
-import os
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -27,16 +26,10 @@ from pathlib import Path
 import yaml
 
 from infra.constants import CONFIG_DIR, ENGINE_VERSIONS
+from infra.engine_command import LAUNCHERS, is_option, split_launcher
+from infra.settings import TABLE
 
 SNAPSHOT_DIR = Path(__file__).with_name("snapshots")
-
-# How each engine's server is started in launch.json argv; what follows is parser input.
-LAUNCHERS = {
-    "vllm": (("vllm", "serve"), ("python3", "-m", "vllm.entrypoints.cli.main", "serve"),
-             ("python", "-m", "vllm.entrypoints.cli.main", "serve")),
-    "sglang": (("python3", "-m", "sglang.launch_server"), ("python", "-m", "sglang.launch_server"),
-               ("sglang", "serve")),
-}
 
 # Accepted by the parser but wrong for us (issue 2, item 7).
 DISCOURAGED = {
@@ -57,18 +50,16 @@ REMOVED = {
     "sglang": {},
 }
 
-# Known cross-engine mix-ups (the gpt-oss-sglang READMEs carry Dynamo's / vLLM's names).
+# Known cross-engine mix-ups (the gpt-oss-sglang READMEs carry Dynamo's / vLLM's names): the settings
+# table's legacy names and engine spellings (infra/settings.py), keyed by the engine's registry, plus the
+# other engine's reasoning-parser name.
+_OTHER_ENGINE_NAMES = {"vllm": {"reasoning_parsers": {"openai": "openai_gptoss"}},
+                       "sglang": {"reasoning_parsers": {"openai_gptoss": "gpt-oss"}}}
 VALUE_HINTS = {
-    "vllm": {
-        "tool_call_parsers": {"harmony": "openai", "gpt-oss": "openai", "gpt_oss": "openai"},
-        "reasoning_parsers": {"harmony": "openai_gptoss", "gpt-oss": "openai_gptoss",
-                              "gpt_oss": "openai_gptoss", "openai": "openai_gptoss"},
-    },
-    "sglang": {
-        "tool_call_parsers": {"harmony": "gpt-oss", "gpt_oss": "gpt-oss", "openai": "gpt-oss"},
-        "reasoning_parsers": {"harmony": "gpt-oss", "gpt_oss": "gpt-oss", "openai_gptoss": "gpt-oss"},
-        "kv_cache_dtypes": {"fp8": "fp8_e4m3"},
-    },
+    backend: {f"{row.name}s": {**row.legacy.get(backend, {}), **row.form(backend).values,
+                               **_OTHER_ENGINE_NAMES[backend].get(f"{row.name}s", {})}
+              for row in TABLE if row.form(backend) and (row.legacy.get(backend) or row.form(backend).values)}
+    for backend in ENGINE_VERSIONS
 }
 
 # (low, high, low inclusive, high inclusive): ranges the parsers accept blindly.
@@ -115,32 +106,6 @@ def load_snapshot(backend: str) -> dict:
 
 def known_options(backend: str, snapshot: dict | None = None) -> set[str]:
     return set((snapshot or load_snapshot(backend))["options"])
-
-
-def split_launcher(backend: str, argv: list[str]) -> tuple[list[str], list[str]] | None:
-    """(launcher words, parser input), or None when argv starts with no known launcher.
-
-    argv that already starts with an option is taken as parser input as a whole."""
-    if argv and argv[0].startswith("-"):
-        return [], list(argv)
-    for launcher in LAUNCHERS[backend]:
-        n = len(launcher)
-        head = [os.path.basename(argv[0])] + list(argv[1:n]) if argv else []
-        if head == list(launcher):
-            return list(argv[:n]), list(argv[n:])
-    return None
-
-
-def _is_number(tok: str) -> bool:
-    try:
-        float(tok)
-        return True
-    except ValueError:
-        return False
-
-
-def _is_option(tok: str) -> bool:
-    return tok.startswith("-") and len(tok) > 1 and not _is_number(tok)
 
 
 def _suggest(word: str, pool, n: int = 3) -> list[str]:
@@ -230,7 +195,7 @@ class _Checker:
         while i < len(args):
             tok = args[i]
             i += 1
-            if not _is_option(tok):
+            if not is_option(tok):
                 if positionals and i == 1:
                     positionals.pop(0)
                     continue
@@ -250,7 +215,7 @@ class _Checker:
                 info = None
             if info is None:
                 self.unknown(name, where)
-                if inline is None and i < len(args) and not _is_option(args[i]):
+                if inline is None and i < len(args) and not is_option(args[i]):
                     i += 1  # its value would otherwise be reported as a stray value too
                 continue
             if info.get("deprecated"):
@@ -275,7 +240,7 @@ class _Checker:
         if nargs is None or isinstance(nargs, int):
             want = 1 if nargs is None else nargs
             got = []
-            while len(got) < want and i < len(args) and not _is_option(args[i]):
+            while len(got) < want and i < len(args) and not is_option(args[i]):
                 got.append(args[i])
                 i += 1
             if len(got) < want:
@@ -283,7 +248,7 @@ class _Checker:
                          f"give {name} a value", where)
             return got, i
         got = []
-        while i < len(args) and not _is_option(args[i]):
+        while i < len(args) and not is_option(args[i]):
             got.append(args[i])
             i += 1
             if nargs == "?":

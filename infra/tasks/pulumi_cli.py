@@ -18,9 +18,7 @@ every `secure:` value in it are bound to it.
 """
 from __future__ import annotations
 
-import json
 import os
-import shutil
 import subprocess
 import sys
 from collections.abc import Mapping, Sequence
@@ -29,51 +27,16 @@ from pathlib import Path
 from invoke import Collection
 from invoke.exceptions import Exit
 
+from infra import pulumi_run as _run_mod
 from infra.constants import REPO_ROOT, STACKS_DIR
+from infra.pulumi_run import DIY_BACKENDS, INSTALL_HELP, PLUGINS, PulumiError, find_pulumi, resolve_backend
 from infra.tasks import task
 
-STATE_DIR = REPO_ROOT / ".pulumi-state"
-# Plugin versions = the pip-installed SDK versions (each SDK's pulumi-plugin.json); `pulumi`
-# downloads them on first use, or `pulumi install` does it up front.
-PLUGINS = ("docker", "docker-build", "random")
-
-INSTALL_HELP = """\
-The Pulumi CLI (`pulumi`) is not installed or not on PATH. Install it with the project's set-up
-command, then run this command again:
-  bash scripts/bootstrap.sh --with-pulumi        # into ~/.pulumi/bin (your user, no root)
-Other ways (README, Requirements): on macOS `brew install pulumi/tap/pulumi`; anywhere, a release
-archive from https://github.com/pulumi/pulumi/releases unpacked so that ~/.pulumi/bin/pulumi exists.
-On first use Pulumi downloads the provider plugins this project uses ({plugins});
-`pulumi install` in {repo} does that up front."""
-
-PASSPHRASE_HELP = """\
-Pulumi needs the passphrase that encrypts this stack's secrets (file backend: {backend}),
-and this is not a terminal, so it cannot ask. Set one of:
-  export PULUMI_CONFIG_PASSPHRASE='...'          # empty ('') only for a stack file without secrets
-  export PULUMI_CONFIG_PASSPHRASE_FILE=/path/to/file
-Use the same passphrase every time for a stack: its `secure:` values are bound to it."""
-
-# Backends without Pulumi Cloud's secrets service: a stack there defaults to the passphrase provider.
-DIY_BACKENDS = ("file://", "s3://", "gs://", "azblob://")
 MAX_PASSPHRASE_FILE = 64 * 1024
 NO_PASSPHRASE = ("{key}: not stored: the passphrase is {state}, and with stack {stack}'s passphrase secrets provider "
                  "anyone with stacks/Pulumi.{stack}.yaml could decrypt the value; export PULUMI_CONFIG_PASSPHRASE='...' "
                  "(or PULUMI_CONFIG_PASSPHRASE_FILE) with a real one, or move the stack to a KMS/Vault secrets provider "
                  "(pulumi stack change-secrets-provider); see the README's Secrets step")
-
-
-def find_pulumi(env: Mapping[str, str] | None = None) -> str | None:
-    """The `pulumi` binary on PATH, else the installer's default place (~/.pulumi/bin)."""
-    env = os.environ if env is None else env
-    found = shutil.which("pulumi", path=env.get("PATH"))
-    if found:
-        return found
-    home = env.get("HOME")
-    if home:
-        candidate = Path(home) / ".pulumi" / "bin" / "pulumi"
-        if candidate.is_file() and os.access(candidate, os.X_OK):
-            return str(candidate)
-    return None
 
 
 def stack_names(stacks_dir: Path = STACKS_DIR) -> list[str]:
@@ -91,56 +54,12 @@ def check_stack(name: str | None, stacks_dir: Path = STACKS_DIR) -> None:
         )
 
 
-def _project_backend_url(repo: Path) -> str | None:
-    """`backend.url` from Pulumi.yaml, if the project pins one."""
-    project = repo / "Pulumi.yaml"
-    if not project.is_file():
-        return None
-    import yaml  # core dependency; imported here so `find_pulumi` stays dependency-free
-
-    data = yaml.safe_load(project.read_text()) or {}
-    backend = data.get("backend") or {}
-    return backend.get("url") if isinstance(backend, dict) else None
-
-
-def _logged_in_backend(env: Mapping[str, str]) -> str | None:
-    """The backend `pulumi login` recorded for this user (~/.pulumi/credentials.json `current`)."""
-    home = env.get("PULUMI_HOME") or (str(Path(env["HOME"]) / ".pulumi") if env.get("HOME") else None)
-    if not home:
-        return None
-    creds = Path(home) / "credentials.json"
-    try:
-        return json.loads(creds.read_text()).get("current") or None
-    except (OSError, ValueError):
-        return None
-
-
-def resolve_backend(env: Mapping[str, str], repo: Path = REPO_ROOT) -> tuple[str, bool]:
-    """(backend URL, whether we chose it). Precedence: PULUMI_BACKEND_URL, Pulumi.yaml
-    `backend.url`, the user's `pulumi login`, else our local file backend."""
-    for configured in (env.get("PULUMI_BACKEND_URL"), _project_backend_url(repo), _logged_in_backend(env)):
-        if configured:
-            return configured, False
-    return (repo / ".pulumi-state").resolve().as_uri(), True
-
-
 def pulumi_env(base: Mapping[str, str] | None = None, repo: Path = REPO_ROOT, interactive: bool | None = None) -> dict[str, str]:
-    """The environment to run `pulumi` with. Raises Exit when a file backend has no passphrase
-    and nobody can be asked for one."""
-    env = dict(os.environ if base is None else base)
-    backend, chosen = resolve_backend(env, repo)
-    if chosen:
-        # An env var, not `pulumi login`: it does not change the user's global login.
-        Path(backend.removeprefix("file://")).mkdir(parents=True, exist_ok=True)
-        env["PULUMI_BACKEND_URL"] = backend
-        print(f"pulumi state: {backend} (no backend configured; set PULUMI_BACKEND_URL to use another)", file=sys.stderr)
-    interactive = sys.stdin.isatty() if interactive is None else interactive
-    needs_passphrase = backend.startswith(DIY_BACKENDS)
-    has_passphrase = "PULUMI_CONFIG_PASSPHRASE" in env or "PULUMI_CONFIG_PASSPHRASE_FILE" in env
-    if needs_passphrase and not has_passphrase and not interactive:
-        raise Exit(PASSPHRASE_HELP.format(backend=backend), code=2)
-    env.setdefault("PULUMI_SKIP_UPDATE_CHECK", "true")
-    return env
+    """infra.pulumi_run.pulumi_env, its refusal as invoke's Exit."""
+    try:
+        return _run_mod.pulumi_env(base, repo, interactive)
+    except PulumiError as exc:
+        raise Exit(str(exc), code=exc.code) from None
 
 
 def pulumi_argv(action: str, stack: str, *, yes: bool = False, diff: bool = False,
@@ -164,10 +83,7 @@ def pulumi_argv(action: str, stack: str, *, yes: bool = False, diff: bool = Fals
         elif not interactive:
             raise Exit("destroy outside a terminal needs --yes (nothing was destroyed)", code=2)
     elif action == "outputs":
-        argv = ["stack", "output", "--json", "--stack", stack]
-        if show_secrets:
-            argv.append("--show-secrets")
-        return argv
+        return _run_mod.outputs_argv(stack, show_secrets)
     else:  # pragma: no cover - the tasks below are the only callers
         raise ValueError(action)
     if refresh:

@@ -53,7 +53,7 @@ def run_stacks(names: list[str]) -> dict[str, T.ProgramRun]:
     """Each stack's run, for a module-scoped fixture (the autouse fixture registering the cloud targets
     is function-scoped, so they are registered here for the duration as well)."""
     from infra.deploy import targets
-    from infra.deploy.targets import kubernetes, runpod
+    from infra.deploy.targets import kubernetes_pulumi as kubernetes, runpod_pulumi as runpod
 
     saved = dict(targets.TARGETS)
     targets.TARGETS.setdefault("kubernetes", kubernetes.KubernetesTarget())

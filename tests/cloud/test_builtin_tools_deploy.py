@@ -14,6 +14,7 @@ from infra import builtin_tools as BT
 from infra import constants as C
 from infra.toolserver import isolation as I
 from infra.deploy.targets import kubernetes as K
+from infra.deploy.targets.k8s.names import engine_pod_selector
 from infra.plan import build_plan
 from infra.spec import StackSpec
 
@@ -34,10 +35,10 @@ def docker_run():
 @pytest.fixture(scope="module")
 def k8s_run():
     from infra.deploy import targets
-    from infra.deploy.targets import kubernetes
+    from infra.deploy.targets import kubernetes_pulumi
 
     saved = dict(targets.TARGETS)
-    targets.TARGETS.setdefault("kubernetes", kubernetes.KubernetesTarget())
+    targets.TARGETS.setdefault("kubernetes", kubernetes_pulumi.KubernetesTarget())
     try:
         return run_stack(K8S_STACK, overrides=TOOLS)
     finally:
@@ -116,17 +117,17 @@ def test_k8s_tool_server_objects_validate_and_hold_the_isolation_rules(k8s_run):
     assert all("valueFrom" not in e for e in c["env"])  # no secret reaches it
     # the engine's selectors never pick the tool pods
     tool_labels = deployments[name]["spec"]["template"]["metadata"]["labels"]
-    engine = deployments[K.k8s_names(K8S_STACK, k8s_spec())["app"]]
+    engine = deployments[K.k8s_names(K8S_STACK, k8s_spec()).app]
     for selector in (engine["spec"]["selector"]["matchLabels"], services[engine["metadata"]["name"]]["spec"]["selector"]):
         assert not set(selector.items()) <= set(tool_labels.items())
     assert services[name]["spec"]["type"] == "ClusterIP" and services[name]["spec"]["selector"].items() <= tool_labels.items()
     # policies: tool pods take the engine pods only, on the tool port, and reach nothing
     tp = policies[name]["spec"]
     assert tp["policyTypes"] == ["Ingress", "Egress"] and tp["egress"] == []
-    assert tp["ingress"] == [{"from": [{"podSelector": {"matchLabels": K.engine_pod_selector(K8S_STACK)}}],
+    assert tp["ingress"] == [{"from": [{"podSelector": {"matchLabels": engine_pod_selector(K8S_STACK)}}],
                               "ports": [{"protocol": "TCP", "port": I.PORT}]}]
     cp = policies[f"{name}-client"]["spec"]
-    assert cp["podSelector"]["matchLabels"] == K.engine_pod_selector(K8S_STACK) and cp["policyTypes"] == ["Egress"]
+    assert cp["podSelector"]["matchLabels"] == engine_pod_selector(K8S_STACK) and cp["policyTypes"] == ["Egress"]
     assert cp["egress"][0]["to"] == [{"podSelector": {"matchLabels": tp["podSelector"]["matchLabels"]}}]
     # the engine starts after the tool server and its fences, and its plan points at the Service
     engine_res = engine["_res"]

@@ -284,6 +284,61 @@ def test_kubernetes_outputs(runs, name):
     assert out["model"] == "openai/gpt-oss-120b"
 
 
+def _without_key(text: str) -> list[str]:
+    return [line for line in text.splitlines() if not line.startswith("OPENAI_API_KEY=") and "requires a key" not in line]
+
+
+@pytest.mark.parametrize("name", [*K8S_STACKS, *RUNPOD_STACKS])
+def test_deployed_endpoint_is_the_rendered_one(runs, name):
+    """endpoint_url, tunnel_command and client_env come from the target's endpoint(), as `invoke render` does:
+    the two client.env files differ only in the key (the deployed one carries it)."""
+    from infra.deploy.targets import target_endpoint
+    from infra.render import render_plan_files
+
+    spec = expected_spec(name)
+    plan = build_plan(spec)
+    endpoint = target_endpoint(spec, plan)
+    out = T.unwrap_secrets(runs[name].stack_outputs)
+    assert (out["endpoint_url"], out["health_url"]) == (endpoint.base_url, endpoint.health_url)
+    assert out["tunnel_command"] == list(endpoint.via)
+    rendered = render_plan_files(spec, plan)["client.env"]
+    assert _without_key(out["client_env"]) == _without_key(rendered)
+    assert f"OPENAI_API_KEY={SENTINELS['api_key']}" in out["client_env"].splitlines()
+
+
+@pytest.mark.parametrize("name,overrides", [
+    ("local", {}),
+    ("h100-vllm", {}),  # ssh:// host publishing on 0.0.0.0: the host's name, no tunnel
+    ("h100-vllm", {"docker": {"host": "ssh://ops@gpu-box:2222", "publish_address": "127.0.0.1"}}),  # the tunnel
+])
+def test_deployed_docker_endpoint_is_the_rendered_one(name, overrides):
+    from infra.deploy.targets import docker
+    from infra.render import render_plan_files
+
+    config = read_stack_config(name)
+    config["docker"] = {**config["docker"], **overrides.get("docker", {})}
+    config.update({key: {"secure": "v1:placeholder"} for key in sentinels_for(name)})
+    spec = load_spec(config, name)
+    plan = build_plan(spec)
+    out = T.unwrap_secrets(run_stack(name, overrides=overrides).stack_outputs)
+    endpoint = docker.endpoint(spec, plan)
+    assert (out["endpoint_url"], out["health_url"]) == (endpoint.base_url, endpoint.health_url)
+    assert out.get("tunnel_command") == (list(endpoint.via) if endpoint.via else None)
+    assert _without_key(out["client_env"]) == _without_key(render_plan_files(spec, plan)["client.env"])
+
+
+def test_a_load_balanced_engine_gets_its_address_at_deploy_time_and_render_says_so():
+    from infra.deploy.targets import kubernetes
+
+    overrides = {"kubernetes": {"router": "none", "replicas": 1, "service_type": "LoadBalancer", "allow_public_engine": True}}
+    out = T.unwrap_secrets(run_stack("k8s-h100-vllm", overrides=overrides).stack_outputs)
+    assert out["endpoint_url"] == "http://pending-load-balancer:8000/v1" and "tunnel_command" not in out
+    assert "LLM_BASE_URL=http://pending-load-balancer:8000/v1" in out["client_env"].splitlines()
+    config = read_stack_config("k8s-h100-vllm")
+    config["kubernetes"] = {**config["kubernetes"], **overrides["kubernetes"]}
+    assert kubernetes.endpoint(load_spec(config, "k8s-h100-vllm")).base_url == f"http://{kubernetes.LOAD_BALANCER_PLACEHOLDER}:8000/v1"
+
+
 def test_pdb_and_service_select_the_pods(runs):
     run = runs["k8s-h100-vllm"]
     labels = manifest(run.one(DEPLOYMENT))["spec"]["template"]["metadata"]["labels"]
@@ -446,7 +501,7 @@ def test_router_discovers_exactly_the_engine_pods(runs, name):
     # The API key reaches the router by reference only.
     assert router["extraArgs"][-2:] == ["--api-key", f"$({RT.ROUTER_API_KEY_ENV})"]
     assert router["extraEnv"] == [{"name": RT.ROUTER_API_KEY_ENV,
-                                   "valueFrom": {"secretKeyRef": {"name": K.k8s_names(name, spec)["secret"], "key": "API_KEY"}}}]
+                                   "valueFrom": {"secretKeyRef": {"name": K.k8s_names(name, spec).secret, "key": "API_KEY"}}}]
     # Clients go through the router; the engine Service stays internal.
     assert manifest(run.one("kubernetes:core/v1:Service"))["spec"]["type"] == "ClusterIP"
 
@@ -503,7 +558,7 @@ def test_weights_are_downloaded_once_at_the_pinned_revision(runs, name):
     revision = C.MODEL_REVISIONS[spec.model]
     (container,) = job["spec"]["template"]["spec"]["containers"]
     assert container["command"][-2:] == [spec.model, revision]
-    assert {"name": "cache", "persistentVolumeClaim": {"claimName": K.k8s_names(name, spec)["cache"]}} in job["spec"]["template"]["spec"]["volumes"]
+    assert {"name": "cache", "persistentVolumeClaim": {"claimName": K.k8s_names(name, spec).cache}} in job["spec"]["template"]["spec"]["volumes"]
     assert plan.argv[plan.argv.index("--revision") + 1] == revision
     assert _pod(run)["metadata"]["annotations"]["gptoss.model-revision"] == revision
     # The Deployment waits for the Job (Pulumi awaits its completion).
@@ -574,6 +629,9 @@ def test_engine_data_parallelism_is_refused():
         assert err.field == "extra_args[0]" and "replicas" in err.fix
     err = refused("k8s-h200-sglang", {"extra_args": ["--enable-metrics", "--dp-size", "2"]})
     assert err.field == "extra_args[1]"
+    # vLLM's short alias of --data-parallel-size-local, written with '=' (the one option parser knows it)
+    err = refused("k8s-h100-vllm", {"extra_args": ["--max-num-seqs", "8", "-dpl=2"]})
+    assert err.field == "extra_args[2]" and err.value == "-dpl=2"
 
 
 def test_scale_to_zero_and_llm_d_are_refused_with_the_fix():

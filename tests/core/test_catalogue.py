@@ -1,3 +1,5 @@
+import pytest
+
 from infra.catalogue import (defaults, expected_tok_s, get_gpu, get_model, gpus, match_gpu_name, models,
                              presets)
 from infra.plan import SETTINGS
@@ -77,3 +79,41 @@ def test_unknown_ids_name_the_alternatives():
         get_gpu("h100")
     with pytest.raises(KeyError, match="openai/gpt-oss-20b"):
         get_model("gpt-oss-20b")
+
+
+def test_auto_tensor_parallel_is_the_catalogues_fact(monkeypatch):
+    """tensor_parallel: auto reads models.yaml's auto_tensor_parallel, not the model's name."""
+    import dataclasses
+
+    from infra import spec as S
+    from infra.catalogue import ALL_GPUS, model_ids
+
+    assert get_model("openai/gpt-oss-120b").auto_tensor_parallel == ALL_GPUS
+    assert get_model("openai/gpt-oss-20b").auto_tensor_parallel == 1
+    stack = S.load_spec({"backend": "vllm", "model": "openai/gpt-oss-120b", "gpu": "h100-80gb", "gpu_count": 4}, "t")
+    assert stack.resolved_tp == 4 and stack.tp_uses_all_gpus
+    two = dataclasses.replace(get_model("openai/gpt-oss-120b"), auto_tensor_parallel=2)
+    monkeypatch.setattr(S, "get_model", lambda _: two)
+    assert stack.resolved_tp == 2 and not stack.tp_uses_all_gpus
+    # the model ids a stack may name are the catalogue's rows; per-model defaults cover every one
+    from typing import get_args
+
+    from infra import constants as C
+
+    assert get_args(S.StackSpec.model_fields["model"].annotation) == model_ids()
+    assert set(C.STARTUP_GRACE_SECONDS) == set(C.MODEL_REVISIONS) == set(model_ids())
+
+
+def test_bad_auto_tensor_parallel_is_refused_where_the_catalogue_is_read(monkeypatch):
+    from infra import catalogue
+
+    real = catalogue._load
+    monkeypatch.setattr(catalogue, "_load", lambda name: {k: ({**v, "auto_tensor_parallel": "all"} if k != "drafts" else v)
+                                                          for k, v in real(name).items()})
+    catalogue.models.cache_clear()
+    try:
+        with pytest.raises(ValueError, match="auto_tensor_parallel 'all' is not all_gpus"):
+            catalogue.models()
+    finally:
+        monkeypatch.undo()
+        catalogue.models.cache_clear()

@@ -100,13 +100,15 @@ def test_env_model_override_reruns_presets_and_checks():
 
 def test_max_num_seqs_is_never_lowered_and_facts_are_reported():
     p = plan(max_model_len=131072)
-    assert p.settings["max_num_seqs"] >= 64 and "fit check" not in p.provenance["max_num_seqs"]
-    assert p.fit_figures["fits"] and p.fit_figures["max_concurrency_at_max_model_len"] >= 1
+    # the KV cache holds fewer full-length sequences than max_num_seqs admits, and the preset's value stands
+    assert p.fit_figures["fits"] and 1 <= p.fit_figures["max_concurrency_at_max_model_len"] < p.settings["max_num_seqs"]
+    assert p.settings["max_num_seqs"] == plan().settings["max_num_seqs"]
+    assert p.provenance["max_num_seqs"].startswith("preset ")
     assert any("KV cache:" in n and "tokens" in n for n in p.notes)
     with pytest.raises(FitError, match="lower max_model_len"):
         plan(max_model_len=131072, gpu_memory_fraction=0.8)
     p = plan(max_model_len=131072, gpu_memory_fraction=0.8, fit_check="warn")
-    assert p.fit_figures is not None
+    assert p.fit_figures["fits"] is False and any(w.startswith("fit_check warn: ") for w in p.warnings)
 
 
 def test_h100_tp2_fraction_limit():
@@ -184,3 +186,47 @@ def test_auto_gpu_container_env_may_use_every_detected_gpu():
     assert p.tensor_parallel == 2 and p.gpu_count == 2
     with pytest.raises(SpecError, match="tensor_parallel"):
         build_plan(local, env_overrides={"TENSOR_PARALLEL_SIZE": "2"}, detected=Detected(get_gpu("h100-80gb"), 1))
+
+
+@pytest.mark.parametrize("backend,args,field", [
+    ("vllm", ["-dpx", "2"], "extra_args[0]"),  # not an option: refused like a double-dash one
+    ("vllm", ["--max-log-len", "10", "-tpp", "2"], "extra_args[2]"),
+    ("sglang", ["-O3"], "extra_args[0]"),  # vLLM's compact -O form; SGLang has none
+    ("sglang", ["-dp", "2"], "extra_args[0]"),  # vLLM's alias; SGLang has only --dp-size
+])
+def test_single_dash_extra_args_are_checked_like_the_rest(backend, args, field):
+    with pytest.raises(SpecError) as exc:
+        build_plan(load_spec({"backend": backend, "model": "openai/gpt-oss-20b", "gpu": "h100-80gb",
+                              "extra_args": args}, stack="s"))
+    assert exc.value.field == field and "option" in str(exc.value)
+
+
+@pytest.mark.parametrize("args", [["-O3"], ["-O", "3"], ["-O=3"], ["-Odecode"]])
+def test_vllms_compact_optimization_level_is_accepted(args):
+    # vLLM's FlexibleArgumentParser rewrites these to --optimization-level before argparse (0.33)
+    p = plan(extra_args=args)
+    assert p.argv[-len(args):] == args and p.provenance["argv:--optimization-level"] == "extra_args"
+
+
+def test_an_unknown_option_gets_a_one_line_fix_not_the_option_list():
+    with pytest.raises(SpecError) as exc:
+        plan(extra_args=["--frobnicate"])
+    assert exc.value.fix == "see `vllm serve --help` for its options" and len(str(exc.value)) < 300
+    with pytest.raises(SpecError) as exc:
+        plan(extra_args=["--max-num-seqz", "3"])
+    assert exc.value.fix == "did you mean '--max-num-seqs'?"
+
+
+def test_single_dash_alias_and_negative_values_in_extra_args():
+    # vLLM's -tp is --tensor-parallel-size: it replaces the config file's key (it used to stay beside it)
+    p = plan(gpu_count=2, tensor_parallel=2, extra_args=["-tp", "2"])
+    assert "tensor-parallel-size" not in vllm_cfg(p) and p.argv[-2:] == ["-tp", "2"]
+    assert p.provenance["argv:--tensor-parallel-size"] == "extra_args"
+    # a negative number is a value, not an option: SGLang's chunked prefill off replaces the plan's size
+    sg = build_plan(load_spec({"backend": "sglang", "model": "openai/gpt-oss-20b", "gpu": "h100-80gb",
+                               "extra_args": ["--chunked-prefill-size", "-1"]}, stack="s"))
+    assert sg.argv.count("--chunked-prefill-size") == 1 and sg.argv[-2:] == ["--chunked-prefill-size", "-1"]
+    assert "--chunked-prefill-size\n-1\n" in sg.files["sglang.args"]
+    # an option the engine accumulates is added to: extra_args cannot drop the API-key guard
+    p = plan(docker={"publish_address": "0.0.0.0"}, extra_args=["--middleware", "my.Guard"])
+    assert p.argv.count("--middleware") == 2 and "infra.launcher.authguard.ApiKeyGuard" in p.argv

@@ -91,6 +91,27 @@ def test_secret_looking_env_and_args_are_refused():
             spec(env={name: "x"})
 
 
+@pytest.mark.parametrize("name,secret", [
+    # the spec's old word list (words ending in a secret word) and the launcher's (whole words, KEY among them)
+    ("HF_TOKEN", True), ("HFTOKEN", True), ("HUGGING_FACE_HUB_TOKEN", True), ("VLLM_API_KEY", True),
+    ("OPENAI_APIKEY", True), ("AWS_SECRET_ACCESS_KEY", True), ("SSH_PASSWORD", True), ("DB_PASSWD", True),
+    ("MY_SECRET", True), ("ENCRYPTION_KEY", True), ("KEY", True), ("GCP_CREDENTIALS", True), ("OPENAI_API_KEYS", True),
+    ("TIKTOKEN_ENCODINGS_BASE", False), ("TIKTOKEN_CACHE_DIR", False), ("TOKENIZERS_PARALLELISM", False),
+    ("PUBLIC_KEY", False), ("SSH_PUBLIC_KEY", False), ("KEYBOARD", False), ("PORT", False), ("MAX_MODEL_LEN", False),
+])
+def test_one_secret_name_rule_for_the_spec_and_the_launcher(name, secret):
+    from infra.constants import looks_secret
+    from infra.launcher.main import redact_env
+
+    assert looks_secret(name) is secret
+    assert (redact_env({name: "v"})[name] == "<redacted>") is secret  # the launcher's output
+    if secret:
+        with pytest.raises(SpecError, match=f"env.{name}.*looks like a secret"):
+            spec(env={name: "x"})
+    else:
+        assert spec(env={name: "x"}).env == {name: "x"}
+
+
 def test_tokenizer_settings_are_not_taken_for_secrets():
     # the images set TIKTOKEN_ENCODINGS_BASE; tokenizers' own switch is TOKENIZERS_PARALLELISM
     env = {"TIKTOKEN_ENCODINGS_BASE": "/opt/encodings", "TIKTOKEN_CACHE_DIR": "/cache/tiktoken",
@@ -183,3 +204,85 @@ def test_any_unknown_key_is_an_error_never_ignored(key):
         return
     with pytest.raises(SpecError, match="unknown key"):
         load_spec({**BASE, key: 1}, stack="t")
+
+
+# ---------------------------------------------------------------- validation in the model
+
+def _message(build) -> str:
+    with pytest.raises(SpecError) as exc:
+        build()
+    return str(exc.value)
+
+
+@pytest.mark.parametrize("bad,field", [
+    ({"tensor_parallel": 2}, "tensor_parallel"),  # a rule across fields (TP above gpu_count)
+    ({"docker": {"host": "ssh://"}}, "docker.host"),  # a section's own rule
+    ({"kubernetes": {"network_policy": {"api_server_cidrs": ["10.0.0.1/33"]}}, "target": "kubernetes",
+      "image": {"registry": "ghcr.io/a"}}, "kubernetes.network_policy.api_server_cidrs[0]"),  # two sections down
+    ({"port": "abc"}, "port"),  # a type pydantic checks
+    ({"max_modle_len": 4096}, "max_modle_len"),  # an unknown key
+    ({"image": {"registry": "bot:pw@ghcr.io/a"}}, "image.registry"),  # its fix names the stack: `invoke config --stack t`
+])
+def test_every_way_of_building_a_spec_is_checked_with_one_message(bad, field):
+    """A bare StackSpec(...), model_validate and model_copy(update=...) (which pydantic does not validate)
+    all refuse what load_spec refuses, with the same one-line SpecError."""
+    from infra.spec import StackSpec
+
+    expected = _message(lambda: load_spec({**BASE, **bad}, stack="t"))
+    assert expected.startswith(f"stack 't': gptoss-stacks:{field} = ") and "Fix:" in expected and "\n" not in expected
+    assert "--stack NAME" not in expected
+    good = spec()
+    assert _message(lambda: StackSpec(stack="t", **BASE, **bad)) == expected
+    assert _message(lambda: StackSpec.model_validate({**good.model_dump(), **bad})) == expected
+    assert _message(lambda: good.model_copy(update=bad)) == expected
+
+
+def test_a_valid_copy_is_still_a_copy():
+    s = spec(docker={"publish_address": "0.0.0.0"})
+    t = s.model_copy(update={"port": 9000})
+    assert (t.port, t.docker, t.stack, s.port) == (9000, s.docker, "t", 8000)
+    assert s.model_copy() == s
+
+
+def test_a_section_built_alone_is_checked_too():
+    from infra.spec import DockerTarget, KubernetesTarget
+
+    # the constructor of a section alone: pydantic's ValidationError around the same message
+    with pytest.raises(ValueError, match="gptoss-stacks:publish_address = 'localhost': Docker publishes ports on an IP"):
+        DockerTarget(publish_address="localhost")
+    assert _message(lambda: DockerTarget().model_copy(update={"publish_address": "localhost"})).startswith(
+        "gptoss-stacks:publish_address = 'localhost': Docker publishes ports on an IP address only")
+    assert _message(lambda: KubernetesTarget.model_validate({"namespace": "Bad_NS"})).startswith(
+        "gptoss-stacks:namespace = 'Bad_NS': is not a Kubernetes namespace name")
+    assert "did you mean 'max_replicas'" in _message(lambda: KubernetesTarget().model_copy(
+        update={"autoscaling": {"max_replica": 2}}))
+
+
+@pytest.mark.parametrize("config,message", [
+    ({"tensor_paralel": 2}, "gptoss-stacks:tensor_paralel = '...': unknown key. Fix: did you mean 'tensor_parallel'?"),
+    ({"kubernetes": {"autoscaling": {"max_replica": 2}}},
+     "gptoss-stacks:kubernetes.autoscaling.max_replica = '...': unknown key. Fix: did you mean 'max_replicas'?"),
+    ({"image": {"zzz": 1}}, "gptoss-stacks:image.zzz = '...': unknown key. Fix: known keys: allow_unpinned_base, "),
+    # a misspelt secret key, even stored encrypted, is an unknown key (its value never shown)
+    ({"registry_pasword": {"secure": "v1:abc"}}, "gptoss-stacks:registry_pasword = '...': unknown key. "
+                                                 "Fix: did you mean 'registry_password'?"),
+    ({"stack": "other"}, "gptoss-stacks:stack = '...': unknown key."),  # the reader sets it, not the file
+    # an unknown key is named before the errors it probably causes
+    ({"max_modle_len": 4096, "port": "abc"}, "gptoss-stacks:max_modle_len = '...': unknown key."),
+])
+def test_unknown_key_messages(config, message):
+    assert _message(lambda: load_spec({**BASE, **config}, stack="t")).startswith(f"stack 't': {message}")
+
+
+def test_the_launcher_reports_the_same_spec_error():
+    import json
+
+    from infra import constants as C
+    from infra.launcher.errors import LaunchError
+    from infra.launcher.main import spec_from_env
+
+    expected = _message(lambda: load_spec({**BASE, "tensor_parallel": 2}, stack="t"))
+    data = {**spec().model_dump(mode="json"), "tensor_parallel": 2}
+    with pytest.raises(LaunchError) as exc:
+        spec_from_env({C.SPEC_ENV: json.dumps(data)}, "vllm")
+    assert str(exc.value) == expected

@@ -9,7 +9,7 @@ import pulumi
 from deploy_harness import ALL_SENTINELS, SENTINELS, run_stack
 
 from infra.deploy import testing as T
-from infra.deploy.targets import docker as docker_target
+from infra.deploy.targets import docker_pulumi as docker_target
 
 SECRET = SENTINELS["registry_password"]
 WRAP = {T.SECRET_SIG_KEY: T.SECRET_SIG}

@@ -123,3 +123,19 @@ def test_smoke_test_against_nothing_stops_after_health_with_one_line(tmp_path, c
     final = [line for line in err.splitlines() if "stopped after health" in line]
     assert len(final) == 1 and "http://127.0.0.1:9/health" in final[0] and "Connection refused" in final[0]
     assert (out + err).count("Connection refused") == 2  # the table's health row and that one line
+
+
+def test_the_endpoint_client_never_imports_the_cli_layer():
+    """infra/endpoint/target.py imported infra.tasks.pulumi_cli to read stack outputs; running pulumi
+    is infra/pulumi_run.py now, below both."""
+    import ast
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2] / "infra" / "endpoint"
+    found = []
+    for path in sorted(root.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+                [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+            found += [f"{path.name}: {n}" for n in names if n == "infra.tasks" or n.startswith(("infra.tasks.", "invoke"))]
+    assert found == []

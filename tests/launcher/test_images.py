@@ -59,7 +59,7 @@ def test_dockerfile_agrees_with_the_catalogue_and_constants(backend):
     assert "--mount" not in text and "<<" not in text and "# syntax=" not in text
 
 
-@pytest.mark.parametrize("platform", sorted(image_build.PLATFORM_GPU))
+@pytest.mark.parametrize("platform", image_build.PLATFORMS)
 @pytest.mark.parametrize("backend", C.BACKENDS)
 def test_build_args_come_from_the_catalogue(backend, platform):
     args = image_build.build_args(backend, platform)

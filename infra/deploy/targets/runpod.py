@@ -1,12 +1,8 @@
 """RunPod target: one GPU pod, as the gpt-oss-vllm and gpt-oss-sglang RunPod READMEs set it up by hand (issue 6), with the `runpodinfra`
 Pulumi SDK (resource `runpod:index:Pod`; provider token from the `runpod:token` config secret).
 
-Interface (same protocol as the Docker target, infra/deploy/targets/base.py):
-
-    target = RunpodTarget()
-    target.validate(spec, plan)          # SpecError for anything impossible; registers nothing
-    target.build_host(spec) -> None      # the image is pushed; RunPod pulls it
-    result = target.deploy(ctx)          # ctx: TargetContext -> TargetResult
+This module is the pure part (refusals, the pod's arguments as plain data, where the endpoint is);
+runpod_pulumi.py registers the pod (same protocol as the other targets, infra/deploy/targets/base.py).
 
 The RunPod READMEs' pod, field by field (`pod_args` builds it as plain data, tests compare it):
     GPU type            catalogue `runpod_id` (H200, H100 80GB HBM3, A100-SXM4-80GB, L40S, RTX 4090)
@@ -28,11 +24,9 @@ from __future__ import annotations
 
 from typing import Any
 
-import pulumi
-
 from infra import constants as C
 from infra.catalogue import base_image
-from infra.deploy.targets.base import TargetContext, TargetResult
+from infra.deploy.targets.endpoint import LOOPBACK_HOST, Endpoint
 from infra.spec import SpecError
 
 POD_TYPE = "runpod:index:Pod"
@@ -63,7 +57,7 @@ def _err(spec, field: str, value: Any, problem: str, fix: str) -> SpecError:
 
 
 def pod_name(stack: str) -> str:
-    return f"gptoss-{stack}"
+    return f"{C.NAME_PREFIX}{stack}"
 
 
 def ports_string(spec, plan) -> str:
@@ -148,20 +142,6 @@ def template_args_for(stack: str, spec, plan, auth_id: str) -> dict[str, Any]:
     }
 
 
-def pod_env(ctx: TargetContext) -> list:
-    """PodEnvArgs: the plan's env (plain, sorted) then the secrets, each value a Pulumi secret."""
-    import runpodinfra as runpod
-
-    env = [runpod.PodEnvArgs(key=k, value=v) for k, v in sorted(ctx.plan.env.items())]
-    secrets = dict(ctx.secret_env)
-    if ctx.spec.ssh_public_key:
-        # Not secret in itself, but the issue keeps PUBLIC_KEY with the secrets (it names who may log in).
-        secrets["SSH_PUBLIC_KEY"] = pulumi.Output.from_input(ctx.spec.ssh_public_key)
-    for var in sorted(secrets):
-        env.append(runpod.PodEnvArgs(key=var, value=pulumi.Output.secret(secrets[var])))
-    return env
-
-
 def direct_endpoint(spec, plan) -> str:
     return f"http://{PUBLIC_IP_PLACEHOLDER}:{API_PORT_PLACEHOLDER.format(port=plan.port)}/v1"
 
@@ -175,65 +155,25 @@ def tunnel_command(spec, plan) -> list[str] | None:
             f"root@{PUBLIC_IP_PLACEHOLDER}"]
 
 
-class RunpodTarget:
-    name = "runpod"
-
-    def validate(self, spec, plan) -> None:
-        validate(spec, plan)
-
-    def build_host(self, spec) -> str | None:
-        return None
-
-    def deploy(self, ctx: TargetContext) -> TargetResult:
-        import runpodinfra as runpod
-
-        spec, plan, stack = ctx.spec, ctx.plan, ctx.stack
-        template_args: dict[str, Any] = {}
-        auth_id = spec.target_settings.container_registry_auth_id
-        if auth_id:
-            # Private image: the Template carries the console-made registry credential; env and
-            # secrets stay on the Pod so the Template holds nothing sensitive.
-            template = runpod.Template(
-                f"{stack}-template",
-                **template_args_for(stack, spec, plan, auth_id),
-                image_name=ctx.image_ref,
-                opts=pulumi.ResourceOptions(parent=ctx.parent),
-            )
-            template_args["template_id"] = template.id
-        pod = runpod.Pod(
-            f"{stack}-pod",
-            image_name=ctx.image_ref,
-            env=pod_env(ctx),
-            **template_args,
-            **pod_args(stack, spec, plan),
-            opts=pulumi.ResourceOptions(
-                parent=ctx.parent,
-                # The provider echoes env (secrets) and registry credentials in `pod`; it and
-                # `env` are secret in state whatever the (unmaintained) schema says.
-                additional_secret_outputs=["pod", "env"],
-            ),
-        )
-        extra: dict[str, Any] = {
-            "pod_id": pod.id,
-            "runpod_gpu_type": spec.gpu_info.runpod_id,
-            "direct_endpoint_url": direct_endpoint(spec, plan),
-            "connection_lookup": "RunPod console > Pods > this pod > Connect: the public IP and the public "
-                                 "ports mapped to " + ports_string(spec, plan) + " (the RunPod Pulumi SDK "
-                                 "does not return them)",
-        }
-        tunnel = tunnel_command(spec, plan)
-        if tunnel:
-            extra["tunnel_command"] = tunnel
-            # Through the tunnel the endpoint is local: what smoke-test/bench use once it runs.
-            host, port = "127.0.0.1", spec.port
-        else:
-            host, port = PUBLIC_IP_PLACEHOLDER, API_PORT_PLACEHOLDER.format(port=plan.port)
-        return TargetResult(host=host, port=port, logs_command=None, extra_outputs=extra, depends_on=[pod])
+def connection_lookup(spec, plan) -> str:
+    return ("RunPod console > Pods > this pod > Connect: the public IP and the public ports mapped to "
+            + ports_string(spec, plan) + " (the RunPod Pulumi SDK does not return them)")
 
 
-def deploy(ctx: TargetContext) -> TargetResult:
-    validate(ctx.spec, ctx.plan)
-    return RunpodTarget().deploy(ctx)
+def build_host(spec) -> str | None:
+    return None  # the image is pushed; RunPod pulls it
 
 
-__all__ = ["RunpodTarget", "deploy", "validate", "pod_args", "ports_string", "tunnel_command", "SDK_GAPS", "POD_TYPE"]
+def endpoint(spec, plan, stack: str | None = None) -> Endpoint:
+    """With runpod.ssh, the RunPod READMEs' SSH tunnel to the pod's API port, so the endpoint is local;
+    without, the pod's direct TCP port, whose public IP and port RunPod assigns at start (placeholders)."""
+    tunnel = tunnel_command(spec, plan)
+    if tunnel:
+        return Endpoint(host=LOOPBACK_HOST, port=spec.port, access="ssh-tunnel", via=tuple(tunnel),
+                        reaches=f"the pod's port {int(plan.port)} (its public IP and the public port of 22/tcp: "
+                                "RunPod console > Pods > this pod > Connect)")
+    return Endpoint(host=PUBLIC_IP_PLACEHOLDER, port=API_PORT_PLACEHOLDER.format(port=plan.port), access="direct",
+                    reaches=f"Fill in the placeholders from {connection_lookup(spec, plan)}")
+
+
+__all__ = ["validate", "endpoint", "pod_args", "ports_string", "tunnel_command", "SDK_GAPS", "POD_TYPE"]
