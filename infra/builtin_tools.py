@@ -21,7 +21,7 @@ REQUEST_TOOL = {"type": "code_interpreter", "container": {"type": "auto"}}
 def k8s_service_name(stack: str) -> str:
     """The Kubernetes Service (and Deployment) of a stack's python tool server: a DNS-1035 label. The
     engine pods reach it by this short name (same namespace), so the plan needs no cluster facts."""
-    base = re.sub(r"[^a-z0-9-]+", "-", f"gptoss-{stack}".lower()).strip("-")[:45].rstrip("-")
+    base = re.sub(r"[^a-z0-9-]+", "-", f"{C.NAME_PREFIX}{stack}".lower()).strip("-")[:45].rstrip("-")
     return f"{base}-python-tool"
 
 

@@ -24,16 +24,18 @@ EXPECTED_FAILURES = {
     "no_reasoning": {"reasoning"},
     "no_auth": {"auth"},
     "wrong_model": {"models"},
-    # every check that sends a Responses request (structured_output and answer send one of two)
+    # every check that sends a Responses request (structured_output and answer send one of two; the package
+    # servers have the python tool, so builtin_python runs too)
     "no_responses_route": {"responses", "responses_stream", "responses_tool_call", "responses_tool_loop",
-                           "structured_output", "answer"},
+                           "structured_output", "answer", "builtin_python"},
     "responses_no_completed": {"responses_stream"},
     # every non-streamed Responses message: the reasoning item's text is found inside its output_text
-    "reasoning_in_output_text": {"responses", "responses_tool_loop", "structured_output", "answer"},
+    "reasoning_in_output_text": {"responses", "responses_tool_loop", "structured_output", "answer", "builtin_python"},
     "bad_function_args": {"responses_tool_call", "responses_tool_loop"},
     "schema_break": {"structured_output"},
-    # the arithmetic and the string are wrong, and so is the temperature repeated from the tool result
-    "wrong_answer": {"answer", "responses_tool_loop"},
+    # the arithmetic and the string are wrong, and so are the temperature repeated from the tool result and the
+    # digest repeated from the python tool's output
+    "wrong_answer": {"answer", "responses_tool_loop", "builtin_python"},
 }
 # the one-line reason each new fault fails its check with (issue 25: each fails "with a named reason")
 REASONS = {
