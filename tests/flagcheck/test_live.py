@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 
 from flagcheck_samples import HOPPER_YAML, SGLANG, VLLM, sglang_launch, vllm_launch
-from infra.flagcheck import live
+from devtools.flagcheck import live
 from infra.flagcheck.snapshot import check_argv, load_snapshot
 
 pytestmark = pytest.mark.slow

@@ -7,7 +7,7 @@ import tempfile
 from pathlib import Path
 
 from infra.constants import CONFIG_DIR, ENGINE_VERSIONS
-from infra.flagcheck import venvs
+from devtools.flagcheck import venvs
 from infra.flagcheck.snapshot import Problem, check_argv, check_launch, snapshot_path, split_launcher
 
 PROBES = {e: Path(__file__).with_name(f"probe_{e}.py") for e in ENGINE_VERSIONS}
