@@ -64,8 +64,8 @@ def check_flags(c, stack=None, all=False, diff=False, refresh_snapshot=False, re
     from rich.console import Console
     from rich.table import Table
 
-    from infra.constants import ENGINE_VERSIONS
     from devtools.flagcheck import live, venvs
+    from infra.constants import ENGINE_VERSIONS
     from infra.stackfile import list_stacks
 
     console = Console(stderr=True, width=max(Console(stderr=True).width, 140))
