@@ -146,11 +146,13 @@ def test_invoke_check_flags_task(engine_venvs, monkeypatch, capsys):
 
     monkeypatch.setattr(live.venvs, "ensure_venv", lambda e, **kw: engine_venvs[e])
     flags.check_flags(Context(), stack="h100-sglang")  # passes: no SystemExit
-    good = flags._launches(["h100-vllm"])[0]["h100-vllm"]
+    # SGLang again for the failing run: its probe starts in a few seconds, vLLM's in ~10 (the task is engine-blind;
+    # vLLM's real parser runs on every stack in the test above)
+    good = flags._launches(["h100-sglang"])[0]["h100-sglang"]
     bad = {**good, "argv": [*good["argv"], "--tensor-parallel", "2"]}
     monkeypatch.setattr(flags, "_launches", lambda names: ({n: bad for n in names}, {}))
     with pytest.raises(SystemExit) as exc:
-        flags.check_flags(Context(), stack="h100-vllm")
+        flags.check_flags(Context(), stack="h100-sglang")
     assert exc.value.code == 1
     assert "--tensor-parallel" in capsys.readouterr().err
     with pytest.raises(SystemExit) as exc:
