@@ -1,6 +1,6 @@
 """The Pulumi program: stack config -> spec -> launch plan -> GptOssDeployment -> stack outputs.
 
-`__main__.py` calls `main()`. Tests call `deploy()` under a mock engine (infra.deploy.testing).
+`__main__.py` calls `main()`. Tests call `deploy()` under a mock engine (tests/pulumi_harness.py).
 """
 from __future__ import annotations
 

@@ -1,11 +1,9 @@
-"""Real-parser check for rendered launch plans (issue 2, item 8).
+"""The flag allow-list the plan checks launch commands against (issue 2, item 8).
 
-Two halves:
+`snapshot` (pure Python, no engine import): the committed JSON dump of each engine's serve parser and
+registries (snapshots/), and `check_argv` that enforces exact option names, values, choices and
+registry values. The core and the in-image launcher use it, so it ships in the image.
 
-- `snapshot` (pure Python, no engine import): the committed JSON dump of each engine's serve
-  parser and registries, and `check_argv` that enforces exact option names, values, choices and
-  registry values. The core and the in-image launcher use this half.
-- `venvs` + `live` + `probe_*.py`: parse-only virtualenvs for the pinned engines and probe scripts
-  that run the engine's own parser inside them, one process per engine. `invoke check-flags`
-  and the venv tests use this half.
+The dev tooling that writes and re-checks those snapshots against the engines' real parsers (parse-only
+venvs, probe scripts, `invoke check-flags`) is devtools/flagcheck/, outside the image.
 """

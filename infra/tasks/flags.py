@@ -27,7 +27,7 @@ def _launches(names):
 
 
 def _diff(console, engines, refresh):
-    from infra.flagcheck import live
+    from devtools.flagcheck import live
     from infra.flagcheck.snapshot import load_snapshot, snapshot_path
 
     changed = 0
@@ -64,8 +64,8 @@ def check_flags(c, stack=None, all=False, diff=False, refresh_snapshot=False, re
     from rich.console import Console
     from rich.table import Table
 
+    from devtools.flagcheck import live, venvs
     from infra.constants import ENGINE_VERSIONS
-    from infra.flagcheck import live, venvs
     from infra.stackfile import list_stacks
 
     console = Console(stderr=True, width=max(Console(stderr=True).width, 140))

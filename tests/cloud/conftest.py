@@ -1,7 +1,7 @@
 import pytest
 
 from infra import constants as C
-from infra.deploy.testing import write_stand_in_image_lock
+from pulumi_harness import write_stand_in_image_lock
 
 
 @pytest.fixture(autouse=True, scope="module")

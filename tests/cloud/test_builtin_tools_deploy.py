@@ -8,7 +8,7 @@ import json
 
 import kubernetes_validate
 import pytest
-from cloud_harness import manifest, refused, run_stack, run_stacks
+from pulumi_harness import manifest, refused, run_stack, run_stacks
 
 from infra import builtin_tools as BT
 from infra import constants as C

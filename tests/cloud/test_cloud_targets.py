@@ -19,12 +19,12 @@ from pathlib import Path
 import jsonschema
 import kubernetes_validate
 import pytest
-from cloud_harness import (ALL_SENTINELS, K8S_STACKS, NEW_STACKS, RUNPOD_STACKS, SENTINELS, manifest,
+from pulumi_harness import (ALL_SENTINELS, K8S_STACKS, NEW_STACKS, RUNPOD_STACKS, SENTINELS, manifest,
                            refused, run_stack, run_stacks, sentinels_for)
 
 from infra import constants as C
 from infra.catalogue import get_gpu, router_pin
-from infra.deploy import testing as T
+import pulumi_harness as T
 from infra.deploy.targets import kubernetes as K
 from infra.plan import build_plan
 from infra.spec import load_spec

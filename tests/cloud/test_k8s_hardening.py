@@ -21,10 +21,10 @@ import kubernetes_validate
 import promql_parser
 import pytest
 import yaml
-from cloud_harness import K8S_SENTINELS, K8S_STACKS, SENTINELS, manifest, refused, run_stack, run_stacks
+from pulumi_harness import K8S_SENTINELS, K8S_STACKS, SENTINELS, manifest, refused, run_stack, run_stacks
 
 from infra import constants as C
-from infra.deploy import testing as T
+import pulumi_harness as T
 from infra.deploy.targets import kubernetes as K
 from infra.deploy.targets.k8s import autoscaling as A
 from infra.deploy.targets.k8s import router as R

@@ -3,10 +3,10 @@ from __future__ import annotations
 
 import pulumi
 import pytest
-from deploy_harness import GENERATED_KEY, SENTINELS, pulumi_config, stack_doc
+from pulumi_harness import GENERATED_KEY, SENTINELS, pulumi_config, run_stack, stack_doc
 
 from infra import constants as C
-from infra.deploy import testing as T
+import pulumi_harness as T
 from infra.fit import FitError
 from infra.spec import SpecError
 
@@ -108,8 +108,8 @@ def test_every_target_of_the_spec_is_implemented():
     assert set(C.TARGETS) == set(TARGETS)
 
 
-def test_stack_files_hold_no_plaintext_secret(any_stack):
-    doc = stack_doc(any_stack)
+def test_stack_files_hold_no_plaintext_secret(stack):
+    doc = stack_doc(stack)
     for key in C.SECRET_KEYS:
         value = doc.get(f"{C.CONFIG_NAMESPACE}:{key}")
         assert value is None or (isinstance(value, dict) and set(value) == {"secure"}), key
@@ -125,8 +125,6 @@ def test_stacks_as_shipped_deploy_or_ask_for_exactly_their_missing_secret(stack)
         assert isinstance(error, SpecError) and error.field == "registry_password"
         assert _registered(monitor) == []
     else:
-        from deploy_harness import run_stack
-
         assert run_stack(stack, secrets={}).resources
 
 

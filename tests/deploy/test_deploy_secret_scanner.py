@@ -6,9 +6,9 @@ import base64
 import json
 
 import pulumi
-from deploy_harness import ALL_SENTINELS, SENTINELS, run_stack
+from pulumi_harness import ALL_SENTINELS, SENTINELS, run_stack
 
-from infra.deploy import testing as T
+import pulumi_harness as T
 from infra.deploy.targets import docker_pulumi as docker_target
 
 SECRET = SENTINELS["registry_password"]

@@ -4,7 +4,7 @@ the tunnel and logs commands end their options before any host or name."""
 from __future__ import annotations
 
 import pytest
-from deploy_harness import SENTINELS, pulumi_config, run_stack
+from pulumi_harness import SENTINELS, pulumi_config, run_stack
 from test_deploy_bad_config import _registered, _run_failing
 
 from infra import constants as C

@@ -31,17 +31,14 @@ def _progress(msg: str) -> None:
     logging.getLogger("tests.endpoint").info(msg)
 
 
-def start_visibly(request, make):
-    """Build/start with pytest's output capture off, so the venv build and vLLM start-up progress
-    lines reach the terminal and the CI log (a capture would keep them until the end)."""
-    capman = request.config.pluginmanager.getplugin("capturemanager")
-    with capman.global_and_fixture_disabled():
-        return make().start()
-
-
 # package scope: started once for tests/endpoint and stopped when it is done, so an idle engine
-# (a vLLM CPU engine polls) does not take CPU from the rest of the suite
-PACKAGE_SERVERS = {"open_server": ("vllm-open", None), "keyed_server": ("vllm-keyed", TEST_API_KEY)}
+# (a vLLM CPU engine polls) does not take CPU from the rest of the suite. name: (workdir, API key, make_server options)
+PACKAGE_SERVERS = {"open_server": ("vllm-open", None, {}), "keyed_server": ("vllm-keyed", TEST_API_KEY, {}),
+                   # the local plan, but the user's config lost the tool and reasoning parser lines, and
+                   # --max-model-len 4096 (test_vllm_cpu.py); started beside the others, not after them
+                   "misconfigured_server": ("vllm-misconfigured", None, {
+                       "max_model_len": 4096,
+                       "drop_config": ("tool-call-parser", "enable-auto-tool-choice", "reasoning-parser")})}
 
 
 @pytest.fixture(scope="package")
@@ -65,9 +62,10 @@ def _package_servers(request, tmp_path_factory):
                                                                    tmp_path_factory.mktemp("toolserver")))
                     python = {"enabled": True, "address": tools.hostport}
                 for name in wanted:
-                    dirname, key = PACKAGE_SERVERS[name]
-                    pool[name] = make_server(tmp_path_factory.mktemp(dirname), api_key=key,
-                                             builtin_tools={"python": python}).start(wait=False)
+                    dirname, key, options = PACKAGE_SERVERS[name]
+                    if name != "misconfigured_server":  # that one stands for a user's broken config only
+                        options = {**options, "builtin_tools": {"python": python}}
+                    pool[name] = make_server(tmp_path_factory.mktemp(dirname), api_key=key, **options).start(wait=False)
             yield pool
         finally:
             for srv in pool.values():
@@ -91,6 +89,12 @@ def open_server(request, _package_servers):
 def keyed_server(request, _package_servers):
     """The same plan with an API key (VLLM_API_KEY, as the plan's secrets say)."""
     return _package_server(request, _package_servers, "keyed_server")
+
+
+@pytest.fixture(scope="package")
+def misconfigured_server(request, _package_servers):
+    """The local plan with vllm.yaml missing its tool and reasoning parser lines, --max-model-len 4096."""
+    return _package_server(request, _package_servers, "misconfigured_server")
 
 
 @pytest.fixture

@@ -109,7 +109,11 @@ def _mutate_chunk(fault: str, obj: dict[str, Any], has_tools: bool) -> None:
 
 
 class FaultProxy:
-    def __init__(self, upstream: str, fault: str | None = None, api_key: str | None = None):
+    """``listen_after``: for that many seconds the proxy's port is bound but not listening, so connections are
+    refused, as a vLLM that is still starting refuses them (vLLM binds its port before the engine loads and
+    listens only once it is up: vllm/entrypoints/launchers/launcher.py, setup_server then serve_http)."""
+
+    def __init__(self, upstream: str, fault: str | None = None, api_key: str | None = None, listen_after: float = 0.0):
         assert fault is None or fault in FAULTS, fault
         self.upstream = upstream.rstrip("/")
         self.fault = fault
@@ -129,17 +133,29 @@ class FaultProxy:
                 n = int(self.headers.get("Content-Length") or 0)
                 proxy._handle(self, self.rfile.read(n))
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler, bind_and_activate=False)
+        self._server.server_bind()  # the port is taken now; listen() comes in __enter__ (or _serve, after listen_after)
         self._server.daemon_threads = True
         self.port = self._server.server_address[1]
         self.url = f"http://127.0.0.1:{self.port}"
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self.listen_after = listen_after
+        self._closing = threading.Event()
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+
+    def _serve(self) -> None:
+        if self.listen_after:
+            self._closing.wait(self.listen_after)
+            self._server.server_activate()
+        self._server.serve_forever()
 
     def __enter__(self) -> "FaultProxy":
+        if not self.listen_after:
+            self._server.server_activate()  # listening before the caller's first request
         self._thread.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
+        self._closing.set()
         self._server.shutdown()
         self._server.server_close()
         self._http.close()

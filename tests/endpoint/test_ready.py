@@ -9,6 +9,7 @@ from infra.endpoint.ready import recent_logs, wait_ready
 from infra.endpoint.target import resolve_target
 
 from .conftest import TEST_API_KEY, stack_outputs
+from .faultproxy import FaultProxy
 from .invoke_helpers import run_task
 
 
@@ -21,15 +22,13 @@ def test_ready_server(open_server, capsys):
 
 
 @pytest.mark.slow
-def test_waits_for_a_server_that_is_still_starting(tmp_path):
-    from tests.vllm_cpu.server import make_server
-
-    srv = make_server(tmp_path / "starting").start(wait=False)  # vLLM needs 25-60 s to load here
-    try:
-        res = wait_ready(resolve_target(url=srv.url, model=srv.alias), timeout=300, interval=0.5)
-    finally:
-        srv.stop()
-    assert res.ready and res.polls >= 5  # the first polls found nothing ready
+def test_waits_for_a_server_that_is_still_starting(open_server):
+    """The real server behind a port that refuses connections for its first 3 s, as a starting vLLM's does
+    (FaultProxy's listen_after), instead of a vLLM start of its own (30-40 s of CI)."""
+    with FaultProxy(open_server.url, listen_after=3.0) as proxy:
+        res = wait_ready(resolve_target(url=proxy.url, model=open_server.alias), timeout=60, interval=0.3)
+    assert res.ready and res.seconds > 2.5 and res.polls >= 5  # the first polls (3 s of them) were refused
+    assert proxy.requests >= 2 and open_server.alias in res.models  # /health, then /v1/models, from the real server
 
 
 @pytest.mark.slow

@@ -12,7 +12,7 @@ import pytest
 from infra.endpoint.checks import CHECK_NAMES, SmokeConfig, run_checks
 from infra.endpoint.target import Target
 
-from .conftest import TEST_API_KEY, stack_outputs, start_visibly
+from .conftest import TEST_API_KEY, stack_outputs
 from .invoke_helpers import run_task
 
 pytestmark = pytest.mark.slow
@@ -20,18 +20,6 @@ pytestmark = pytest.mark.slow
 
 def _target(url: str, model: str, api_key: str | None = None) -> Target:
     return Target(base_url=url + "/v1", health_url=url + "/health", model=model, api_key=api_key, backend="vllm")
-
-
-@pytest.fixture(scope="module")
-def misconfigured_server(request, tmp_path_factory):
-    """The local plan, but the user's config lost the tool and reasoning parser lines, and --max-model-len 4096."""
-    from tests.vllm_cpu.server import make_server
-
-    srv = start_visibly(request, lambda: make_server(
-        tmp_path_factory.mktemp("vllm-misconfigured"), max_model_len=4096,
-        drop_config=("tool-call-parser", "enable-auto-tool-choice", "reasoning-parser")))
-    yield srv
-    srv.stop()
 
 
 def test_no_tool_parser_and_short_context_fail_their_checks(misconfigured_server):

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from infra.catalogue import drafts, get_model
-from infra.flagcheck.venvs import engine_env, python_of
+from devtools.flagcheck.venvs import engine_env, python_of
 from infra.fit import (vllm_blocks_per_request, vllm_extra_retained_tokens, vllm_groups,
                        vllm_max_concurrent_batches)
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 import pytest
 
 from flagcheck_samples import HOPPER_YAML, SGLANG, VLLM, sglang_launch, vllm_launch
-from infra.flagcheck import live
-from infra.flagcheck.snapshot import check_argv, load_snapshot
+from devtools.flagcheck import live
+from infra.flagcheck.snapshot import LAUNCHERS, check_argv, load_snapshot
 
 pytestmark = pytest.mark.slow
 
@@ -14,7 +14,7 @@ def _case(case_id, launch, skip):
     return {"id": case_id, "args": launch["argv"][skip:], "files": launch["files"]}
 
 
-# Every real-parser case of this module, parsed in one probe run per engine (vLLM imports in ~10 s).
+# Parser cases (parser input, no launcher words), parsed with every stack in one probe run per engine (`checked`).
 VLLM_CASES = [
     _case("good", vllm_launch(), 2),
     _case("renamed", vllm_launch(extra=["--max-num-seqz", "8"]), 2),
@@ -42,18 +42,40 @@ SGLANG_CASES = [
 ]
 
 
-@pytest.fixture(scope="module")
-def real(engine_venvs):
-    out = {}
-    for engine, cases in (("vllm", VLLM_CASES), ("sglang", SGLANG_CASES)):
-        dump, results = live.parse_with_real_parser(engine, cases, venv=engine_venvs[engine])
-        out[engine] = {"dump": dump, **{r["id"]: r for r in results}}
-    return out
+# Launches that must fail or pass `invoke check-flags` as written.
+SAMPLES = {"ok-v": vllm_launch(), "ok-s": sglang_launch(),
+           "abbrev": sglang_launch(["--tp", "2"]),  # real parser accepts, we don't
+           "renamed": vllm_launch(extra=["--max-num-seqz", "8"])}
+CASES = {"vllm": VLLM_CASES, "sglang": SGLANG_CASES}
 
 
 @pytest.fixture(scope="module")
-def dumps(real):
-    return {e: real[e]["dump"] for e in real}
+def checked(engine_venvs):
+    """Every stack's launch plan, SAMPLES and the parser cases through `live.check_launches` (what `invoke
+    check-flags` runs): one probe run per engine for the whole module (vLLM imports in ~10 s)."""
+    from infra.plan import build_plan
+    from infra.stackfile import list_stacks, load_stack
+
+    launches = {s: build_plan(load_stack(s)).to_launch_json() for s in list_stacks()}
+    launches.update(SAMPLES)
+    for engine, cases in CASES.items():
+        launches.update({f"{engine}:{c['id']}": {"backend": engine, "argv": [*LAUNCHERS[engine][0], *c["args"]],
+                                                  "files": c.get("files") or {}} for c in cases})
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(live.venvs, "ensure_venv", lambda e, **kw: engine_venvs[e])
+        return live.check_launches(launches)
+
+
+@pytest.fixture(scope="module")
+def real(checked):
+    """The engines' own parse of each parser case: {engine: {id: {"ok", "error", "namespace"}}}."""
+    return {engine: {c["id"]: {"ok": r["parser_ok"], "error": r["parser_error"], "namespace": r["namespace"]}
+                     for c in cases for r in [checked[f"{engine}:{c['id']}"]]} for engine, cases in CASES.items()}
+
+
+@pytest.fixture(scope="module")
+def dumps(checked, engine_venvs):
+    return {e: live.live_dump(e, venv=engine_venvs[e]) for e in CASES}  # recorded by the probe runs of `checked`
 
 
 @pytest.mark.parametrize("engine", ["vllm", "sglang"])
@@ -119,17 +141,11 @@ def test_real_sglang_parser(real):
         "--mem-fraction-static 1.5"]
 
 
-def test_every_stack_passes_the_real_parsers_and_bad_samples_fail(engine_venvs, monkeypatch):
-    from infra.plan import build_plan
-    from infra.stackfile import list_stacks, load_stack
+def test_every_stack_passes_the_real_parsers_and_bad_samples_fail(checked):
+    from infra.stackfile import list_stacks
 
-    monkeypatch.setattr(live.venvs, "ensure_venv", lambda e, **kw: engine_venvs[e])
-    stacks = {s: build_plan(load_stack(s)).to_launch_json() for s in list_stacks()}
+    stacks, res = list_stacks(), checked
     assert len(stacks) >= 12
-    samples = {"ok-v": vllm_launch(), "ok-s": sglang_launch(),
-               "abbrev": sglang_launch(["--tp", "2"]),  # real parser accepts, we don't
-               "renamed": vllm_launch(extra=["--max-num-seqz", "8"])}
-    res = live.check_launches({**stacks, **samples})  # one probe run per engine
     failing = {s: (res[s]["parser_error"], [str(p) for p in res[s]["problems"]]) for s in stacks
                if not res[s]["parser_ok"] or res[s]["problems"]}
     assert failing == {}
@@ -146,11 +162,13 @@ def test_invoke_check_flags_task(engine_venvs, monkeypatch, capsys):
 
     monkeypatch.setattr(live.venvs, "ensure_venv", lambda e, **kw: engine_venvs[e])
     flags.check_flags(Context(), stack="h100-sglang")  # passes: no SystemExit
-    good = flags._launches(["h100-vllm"])[0]["h100-vllm"]
+    # SGLang again for the failing run: its probe starts in a few seconds, vLLM's in ~10 (the task is engine-blind;
+    # vLLM's real parser runs on every stack in the test above)
+    good = flags._launches(["h100-sglang"])[0]["h100-sglang"]
     bad = {**good, "argv": [*good["argv"], "--tensor-parallel", "2"]}
     monkeypatch.setattr(flags, "_launches", lambda names: ({n: bad for n in names}, {}))
     with pytest.raises(SystemExit) as exc:
-        flags.check_flags(Context(), stack="h100-vllm")
+        flags.check_flags(Context(), stack="h100-sglang")
     assert exc.value.code == 1
     assert "--tensor-parallel" in capsys.readouterr().err
     with pytest.raises(SystemExit) as exc:

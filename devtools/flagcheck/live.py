@@ -7,7 +7,7 @@ import tempfile
 from pathlib import Path
 
 from infra.constants import CONFIG_DIR, ENGINE_VERSIONS
-from infra.flagcheck import venvs
+from devtools.flagcheck import venvs
 from infra.flagcheck.snapshot import Problem, check_argv, check_launch, snapshot_path, split_launcher
 
 PROBES = {e: Path(__file__).with_name(f"probe_{e}.py") for e in ENGINE_VERSIONS}
@@ -62,12 +62,13 @@ def check_launches(launches: dict[str, dict], **kw) -> dict[str, dict]:
     Per launch: the engine's own parse (and its post-parse validation) must accept argv and the
     --config file, AND the exact-name/registry checks must pass against the live parser's dump
     (not the committed snapshot). Returns {name: {"backend", "parser_ok", "parser_error",
-    "problems": [Problem]}}."""
+    "namespace" (the engine's parse, where it accepted), "problems": [Problem]}}."""
     out: dict[str, dict] = {}
     by_engine: dict[str, list[dict]] = {}
     for name, launch in launches.items():
         split = split_launcher(launch["backend"], launch["argv"])
-        out[name] = {"backend": launch["backend"], "parser_ok": None, "parser_error": None, "problems": []}
+        out[name] = {"backend": launch["backend"], "parser_ok": None, "parser_error": None, "namespace": None,
+                     "problems": []}
         if split is None:
             out[name]["problems"] = check_argv(launch["backend"], launch["argv"], launch.get("files"))
             out[name]["parser_ok"], out[name]["parser_error"] = False, "unknown launcher"
@@ -80,6 +81,7 @@ def check_launches(launches: dict[str, dict], **kw) -> dict[str, dict]:
         for res in results:
             name = res["id"]
             out[name]["parser_ok"], out[name]["parser_error"] = res["ok"], res["error"]
+            out[name]["namespace"] = res.get("namespace")
             out[name]["problems"] = check_launch(launches[name], snapshot=dump)
     return out
 

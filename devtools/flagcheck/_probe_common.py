@@ -1,6 +1,6 @@
 """Shared part of the probe scripts. Runs INSIDE an engine venv: standard library only.
 
-Protocol (the host side is `infra.flagcheck.live`):
+Protocol (the host side is `devtools.flagcheck.live`):
 
     python probe_<engine>.py selftest             build the parser and registries, exit 0
     python probe_<engine>.py dump  --out FILE     write the parser/registry JSON to FILE

@@ -1,8 +1,10 @@
-"""Run the Pulumi program offline: a mock engine that records everything the program sends it.
+"""Run the Pulumi program offline, for the tests: a mock engine that records everything the program
+sends it, the secret scanner, and the stack-level helpers the deploy and cloud tests share.
 
-Tests (and issue 6's targets) use this instead of a Pulumi CLI, which is not available offline.
-Only the engine boundary is faked: the program, the component, the provider SDKs' serialisation
-and the config reading are the real code. Pitfalls handled here (pulumi 3.272):
+Test code only (tests/ is on sys.path through tests/conftest.py; import it as `pulumi_harness`, a
+unique name, so it cannot collide with other test folders' helpers); nothing under infra/ imports it.
+Only the engine boundary is faked: the program, the component, the targets, the provider SDKs'
+serialisation and the config reading are the real code. Pitfalls handled here (pulumi 3.272):
 - the root stack resource lives in a context variable and outlives `set_mocks`: reset per run;
 - `set_all_config` keeps the previous secret keys unless given new ones: always pass them;
 - the mock monitor does not apply `additional_secret_outputs`, so secrecy is judged on what the
@@ -12,7 +14,6 @@ and the config reading are the real code. Pitfalls handled here (pulumi 3.272):
 from __future__ import annotations
 
 import asyncio
-
 import base64
 import binascii
 import hashlib
@@ -22,8 +23,11 @@ import re
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
+import pytest
+import yaml
 from google.protobuf import json_format
 from pulumi.runtime import config as _config
 from pulumi.runtime import mocks as _mocks
@@ -31,6 +35,10 @@ from pulumi.runtime import rpc as _rpc
 from pulumi.runtime import settings as _settings
 from pulumi.runtime import stack as _stack
 from pulumi.runtime.sync_await import _sync_await
+
+from infra import constants as C
+from infra.spec import SpecError
+from infra.stackfile import list_stacks, stack_path
 
 SECRET_SIG_KEY = _rpc._special_sig_key
 SECRET_SIG = _rpc._special_secret_sig
@@ -228,12 +236,7 @@ def stack_file_config(name: str, *, secrets: Mapping[str, str], overrides: Mappi
     """What the Pulumi CLI would hand the program for stack `name`: its stack file's `config:`,
     then `overrides` (bare keys; None deletes), minus `drop`, plus each secret in `secrets` as a
     `secure:` entry whose decrypted value is the given one."""
-    import yaml
-
-    from infra import constants as C
-    from infra.stackfile import stack_path
-
-    doc = dict((yaml.safe_load(stack_path(name).read_text()) or {}).get("config") or {})
+    doc = stack_doc(name)
     for key, value in (overrides or {}).items():
         full = f"{C.CONFIG_NAMESPACE}:{key}"
         if value is None:
@@ -399,26 +402,87 @@ def is_secret_output(value: Any) -> bool:
     return is_secret_wrapper(value)
 
 
-__all__ = [
-    "DeterministicMocks", "RecordingMonitor", "ProgramRun", "Resource", "run_program",
-    "pulumi_config_from_stackfile", "find_plaintext_secrets", "base64_forms", "plaintext_strings",
-    "unwrap_secrets", "is_secret_wrapper", "is_secret_output",
-]
-
-
-def write_stand_in_image_lock(path) -> "Path":
+def write_stand_in_image_lock(path) -> Path:
     """An images.lock.yaml where every catalogue base has a digest, as `invoke lock-images` writes it
     where the registries answer (Docker Hub cannot be reached from the test machines). The digests are
     sha256 of "stand-in <image:tag>": well-formed, clearly not real, never pulled by the mocked engine."""
-    from pathlib import Path
-
-    import yaml as _yaml
-
-    from infra import constants as C
     from infra.imagelock import catalogue_refs, write_lock
 
-    refs = catalogue_refs(_yaml.safe_load((C.CATALOGUE_DIR / "images.yaml").read_text(encoding="utf-8")))
+    refs = catalogue_refs(yaml.safe_load((C.CATALOGUE_DIR / "images.yaml").read_text(encoding="utf-8")))
     path = Path(path)
     write_lock(path, {ref: {"digest": _fake_digest("stand-in", ref), "media_type": "application/vnd.oci.image.index.v1+json"}
                       for ref in refs})
     return path
+
+
+# --- the project's stacks under the mock engine ------------------------------------------------
+
+STACKS = list_stacks()
+RUNPOD_STACKS = ["runpod-h100-sglang", "runpod-a100-vllm"]
+K8S_STACKS = ["k8s-h100-vllm", "k8s-h200-sglang", "k8s-h200x8-vllm-tp1"]
+NEW_STACKS = RUNPOD_STACKS + K8S_STACKS
+# Distinct, long, greppable values: any of them (or its base64) outside a secret wrapper is a leak.
+SENTINELS = {key: f"SENTINEL-{key}-7c1e9a52d4b8f036" for key in C.SECRET_KEYS}
+GENERATED_KEY = "SENTINEL-generated-api-key-5b9d2e81c7a4"
+ALL_SENTINELS = {**SENTINELS, "generated_api_key": GENERATED_KEY}
+# Kubernetes refuses SSH into the pods (ssh_password included): its stacks get every other secret.
+K8S_SENTINELS = {key: value for key, value in SENTINELS.items() if key != "ssh_password"}
+
+
+def stack_doc(name: str) -> dict[str, Any]:
+    """The stack file's `config:` exactly as written (namespaced keys)."""
+    return dict((yaml.safe_load(stack_path(name).read_text()) or {}).get("config") or {})
+
+
+def target_of(name: str) -> str:
+    return stack_doc(name).get(f"{C.CONFIG_NAMESPACE}:target") or "docker"
+
+
+# One engine container each; a stack with the python tool has a second (tests/cloud/test_builtin_tools_deploy.py).
+DOCKER_STACKS = [name for name in STACKS if target_of(name) == "docker"
+                 and not stack_doc(name).get(f"{C.CONFIG_NAMESPACE}:builtin_tools")]
+
+
+def sentinels_for(name: str) -> dict[str, str]:
+    """Every sentinel, but ssh_password on Kubernetes, which refuses SSH into its pods."""
+    return K8S_SENTINELS if target_of(name) == "kubernetes" else SENTINELS
+
+
+def pulumi_config(name: str, *, secrets: Mapping[str, str] | None = None, overrides: Mapping[str, Any] | None = None,
+                  drop: Iterable[str] = ()) -> tuple[dict[str, str], list[str]]:
+    """The stack's config (stack_file_config) with the sentinels as its secrets unless `secrets` is given."""
+    return stack_file_config(name, secrets=sentinels_for(name) if secrets is None else secrets,
+                             overrides=overrides, drop=drop)
+
+
+def run_stack(name: str, *, secrets: Mapping[str, str] | None = None, overrides: Mapping[str, Any] | None = None,
+              config: tuple[dict[str, str], list[str]] | None = None, program: Callable[[], Any] | None = None,
+              monitor: RecordingMonitor | None = None) -> ProgramRun:
+    """The real program (or `program`) for stack `name` under the mock engine, the random API key
+    being GENERATED_KEY; `config` replaces the stack file's (in pulumi_config's form)."""
+    from infra.deploy.program import deploy
+
+    cfg, secret_keys = config or pulumi_config(name, secrets=secrets, overrides=overrides)
+    return run_program(program or deploy, project=C.PROJECT, stack=name, config=cfg, secret_keys=secret_keys,
+                       mocks=DeterministicMocks(random_password=GENERATED_KEY), monitor=monitor)
+
+
+def run_stacks(names: Iterable[str]) -> dict[str, ProgramRun]:
+    """Each stack's run, by name (for a module-scoped fixture)."""
+    return {name: run_stack(name) for name in names}
+
+
+def manifest(resource: Resource) -> dict[str, Any]:
+    """A registered Kubernetes resource as the object the provider would send to the API server
+    (secret wrappers removed: validation is about shape, secrecy is checked separately)."""
+    return unwrap_secrets(resource.inputs)
+
+
+def refused(name: str, overrides: dict, secrets: Mapping[str, str] | None = None) -> SpecError:
+    """Run the program; it must raise SpecError having registered nothing but the stack."""
+    monitor = RecordingMonitor(DeterministicMocks(random_password=GENERATED_KEY))
+    with pytest.raises(SpecError) as info:
+        run_stack(name, overrides=overrides, secrets=secrets, monitor=monitor)
+    types = {r.get("type") for r in monitor.registrations}
+    assert types <= {STACK_TYPE}, types
+    return info.value
