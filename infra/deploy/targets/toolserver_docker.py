@@ -55,7 +55,10 @@ def attach(ctx, on_host: pulumi.ResourceOptions, engine_name: str) -> tuple[dict
     network = docker.Network(
         f"{stack}-tools-net", name=f"{engine_name}-tools", internal=True, driver="bridge",
         labels=[docker.NetworkLabelArgs(label="gptoss.stack", value=stack)], opts=on_host)
-    image = docker.RemoteImage(f"{stack}-toolserver-image", name=BT.image_ref(spec), keep_locally=True, opts=on_host)
+    # The image the component built (tag@digest when pushed, else the tag loaded into this daemon); a rebuild
+    # under the same tag still replaces the container (the digest trigger), as for the engine image.
+    image = docker.RemoteImage(f"{stack}-toolserver-image", name=ctx.toolserver_image_ref, keep_locally=True,
+                               triggers={"digest": ctx.toolserver_image_digest}, opts=on_host)
     server = docker.Container(
         f"{stack}-toolserver",
         name=f"{engine_name}-python-tool",
