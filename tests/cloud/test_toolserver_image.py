@@ -178,3 +178,18 @@ def test_the_site_cache_is_filled_once_per_requirements(monkeypatch, tmp_path):
     assert [p.name for p in cache.iterdir()] == [TS.site_cache_dir(cache_root=cache).name]
     ctx = TS.assemble_toolserver_context(tmp_path / "ctx", install=False, cache_root=cache)
     assert (ctx / "site" / "mcp").is_dir()  # a preview reuses what a build installed
+
+
+def test_unpushed_the_tool_server_image_is_loaded_into_the_docker_host_and_run_by_tag():
+    run = run_stack("h200-vllm-tools", overrides={"image": {"push": False}})
+    tool = tool_build(run)
+    assert tool.plain("push") is False and tool.plain("load") is True and not tool.plain("registries")
+    assert tool.plain("tags") == [f"{C.TOOLSERVER_IMAGE}:{BT.image_tag()}"]
+    # built by the daemon that runs it (the stack's ssh:// host), like the engine image
+    builders = {r.name: r.plain("host") for r in run.resources if r.type == "pulumi:providers:docker-build"}
+    assert builders == {"h200-vllm-tools-build-builder": "ssh://ubuntu@gpu-h200.internal",
+                        "h200-vllm-tools-toolserver-build-builder": "ssh://ubuntu@gpu-h200.internal"}
+    ref = T.unwrap_secrets(run.stack_outputs["toolserver_image_ref"])
+    assert ref == tool.plain("tags")[0]
+    remote = next(r for r in run.of_type(REMOTE_IMAGE) if r.name.endswith("-toolserver-image"))
+    assert remote.plain("name") == ref and remote.plain("triggers")["digest"].startswith("sha256:")
