@@ -90,7 +90,11 @@ def fill_site_cache(images_dir: Path = IMAGES_DIR, cache_root: Path = SITE_CACHE
     tmp = Path(tempfile.mkdtemp(dir=cache_root, prefix=".site-"))
     try:
         builder.install_site(tmp / "site", builder.python_version(), machine=MACHINE)
-        (tmp / "site").rename(dest)
+        try:
+            (tmp / "site").rename(dest)
+        except OSError:
+            if not dest.is_dir():  # else another `pulumi up` filled it meanwhile: same requirements, same site
+                raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return dest

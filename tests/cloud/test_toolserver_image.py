@@ -193,3 +193,21 @@ def test_unpushed_the_tool_server_image_is_loaded_into_the_docker_host_and_run_b
     assert ref == tool.plain("tags")[0]
     remote = next(r for r in run.of_type(REMOTE_IMAGE) if r.name.endswith("-toolserver-image"))
     assert remote.plain("name") == ref and remote.plain("triggers")["digest"].startswith("sha256:")
+
+
+def test_two_ups_filling_the_site_cache_at_once_both_succeed(monkeypatch, tmp_path):
+    builder = TS.toolserver_build_module()
+    cache = tmp_path / "cache"
+
+    def install_site(dest, python_version, machine=None, pip=None):  # the other `pulumi up` finishes first
+        dest.mkdir(parents=True)
+        (dest / "mine").touch()
+        other = TS.site_cache_dir(cache_root=cache)
+        other.mkdir()
+        (other / "theirs").touch()
+        return dest
+
+    monkeypatch.setattr(builder, "install_site", install_site)
+    ctx = TS.assemble_toolserver_context(tmp_path / "ctx", install=True, cache_root=cache)
+    assert [p.name for p in (ctx / "site").iterdir()] == ["theirs"]
+    assert [p.name for p in cache.iterdir()] == [TS.site_cache_dir(cache_root=cache).name]  # no temp dir left
