@@ -88,7 +88,8 @@ def running_toolserver(env: dict[str, str] | None = None, log_dir: Path | None =
         wait_for_port(port, proc, log)
         yield Server(f"http://127.0.0.1:{port}/sse", proc.pid, scratch, log)
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
+        with contextlib.suppress(ProcessLookupError):  # a server that failed to start has no group left
+            os.killpg(proc.pid, signal.SIGTERM)
         with contextlib.suppress(subprocess.TimeoutExpired):
             proc.wait(timeout=15)
         if proc.poll() is None:
