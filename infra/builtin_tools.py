@@ -78,10 +78,45 @@ def container_limits(spec) -> I.ContainerLimits:
                              scratch_mb=I.DEFAULT_LIMITS.scratch_mb)
 
 
+# What the tool server image runs, for its tag (images/toolserver/build.py assembles the context): the server's
+# code, what its build check imports, the Dockerfile and the pinned requirements. The digest pins the exact bytes.
+TAG_SOURCES = ("infra/__init__.py", "infra/toolserver", "infra/launcher/buildsetup.py",
+               "images/toolserver/Dockerfile", "images/toolserver/requirements.txt")
+
+
+def toolserver_base() -> dict:
+    """The tool server's base image row (catalogue `toolserver: python`) with its locked digest (None if unlocked)."""
+    from infra.catalogue import _images_doc, locked_digest
+
+    row = _images_doc()["toolserver"]["python"]
+    return {**row, "digest": locked_digest(row["image"], row["tag"])}
+
+
+def project_version() -> str:
+    import tomllib
+
+    return tomllib.loads((C.REPO_ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]["version"]
+
+
+def image_tag(base: dict | None = None) -> str:
+    """`<project version>-<12 hex>`: a hash of TAG_SOURCES' bytes and the base image + digest, so a change to what
+    the image runs is a new tag (never `latest`), and the same tree deploys the same tag."""
+    import hashlib
+
+    base = base or toolserver_base()
+    h = hashlib.sha256(f"{base['image']}:{base['tag']}@{base.get('digest') or 'unpinned'}\0".encode())
+    for source in TAG_SOURCES:
+        path = C.REPO_ROOT / source
+        files = sorted(f for f in path.rglob("*.py") if "__pycache__" not in f.parts) if path.is_dir() else [path]
+        for f in files:
+            h.update(f"{f.relative_to(C.REPO_ROOT).as_posix()}\0".encode() + f.read_bytes() + b"\0")
+    return f"{project_version()}-{h.hexdigest()[:12]}"
+
+
 def image_ref(spec) -> str:
-    """The tool server image (images/toolserver/build.py): beside the engine image in the stack's registry, else
-    the local tag."""
-    name = f"{C.TOOLSERVER_IMAGE}:{C.TOOLSERVER_IMAGE_TAG}"
+    """The tool server image by tag (images/toolserver/build.py): beside the engine image in the stack's registry,
+    else the local name. A deploy runs the built image by tag@digest (infra/deploy/toolserver_image.py)."""
+    name = f"{C.TOOLSERVER_IMAGE}:{image_tag()}"
     return f"{spec.image.registry}/{name}" if spec.image.registry else name
 
 

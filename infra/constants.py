@@ -146,8 +146,7 @@ SSH_ENV_VARS = ("SSH_PASSWORD", "SSH_PUBLIC_KEY", "PUBLIC_KEY")
 # SSE; vLLM and SGLang's `--tool-server host:port` connect to http://host:port/sse). Its port, uid and
 # container isolation are infra/toolserver/isolation.py's; these are the stack's defaults for it.
 TOOLSERVER_DOCKER_ALIAS = "python-tool"  # its name on the stack's private Docker network
-TOOLSERVER_IMAGE = "gptoss-toolserver"  # images/toolserver/build.py's default tag is gptoss-toolserver:latest
-TOOLSERVER_IMAGE_TAG = "latest"
+TOOLSERVER_IMAGE = "gptoss-toolserver"  # tagged <version>-<hash of what it runs> (infra.builtin_tools.image_tag)
 # Per-call limits: the tool server's own defaults (infra/toolserver/sandbox.py Limits; a test holds them equal).
 TOOL_PYTHON_TIMEOUT_S = 30
 TOOL_PYTHON_MEMORY_MB = 1024

@@ -14,6 +14,9 @@ from pathlib import Path
 
 from infra import constants as C
 from infra.deploy.targets import target_endpoint
+from infra.builtin_tools import image_ref as tool_image_ref
+from infra.builtin_tools import runs_tool_server
+from infra.deploy.targets import docker as D
 from infra.deploy.targets.docker import docker_run
 from infra.deploy.targets.endpoint import client_env_text
 from infra.plan import build_plan
@@ -32,14 +35,41 @@ def docker_run_lines(spec, plan, image: str | None = None) -> list[list[str]]:
     return docker_run(spec, plan, image or image_ref(plan))
 
 
+# The expansions docker-run.sh makes (the images, overridable from the caller's env); every other word is quoted.
+_EXPANSIONS = ("$IMAGE", "$TOOL_IMAGE")
+
+
+def _script_words(line: list[str]) -> str:
+    return " ".join(f'"{w}"' if w in _EXPANSIONS else sh_quote(w) for w in line)
+
+
+def tool_server_steps(spec, plan) -> dict | None:
+    """docker-run.sh's python tool server (a stack that runs one): the private network, the tool server, and the
+    engine created on Docker's default bridge (its published port), joined to that network, then started."""
+    if not runs_tool_server(spec):
+        return None
+    stack = plan.stack or "stack"
+    return {
+        "image": tool_image_ref(spec),
+        "network": sh_quote(D.tools_network(stack, spec)),
+        "network_create": _script_words(D.tools_network_create(spec, plan)),
+        "container": sh_quote(D.tool_server_name(stack, spec)),
+        "run_lines": [_script_words(line) for line in D.tool_server_run(spec, plan, "$TOOL_IMAGE")],
+        "engine": sh_quote(D.container_name(stack, spec)),
+    }
+
+
 def render_plan_files(spec, plan) -> dict[str, str]:
     """All files for one stack, name -> content."""
-    lines = docker_run_lines(spec, plan, image="$IMAGE")
+    tools = tool_server_steps(spec, plan)
+    # With the tool server the engine is created, joined to its network, then started (docker run takes one network).
+    lines = docker_run(spec, plan, "$IMAGE", verb="create") if tools else docker_run_lines(spec, plan, image="$IMAGE")
     ctx = {
         "plan": plan,
         "image_ref": image_ref(plan),
-        # Every word quoted where it is written; "$IMAGE" is the one expansion the script makes.
-        "docker_lines": [" ".join('"$IMAGE"' if w == "$IMAGE" else sh_quote(w) for w in line) for line in lines],
+        # Every word quoted where it is written; "$IMAGE" (and "$TOOL_IMAGE") are the only expansions.
+        "docker_lines": [_script_words(line) for line in lines],
+        "tools": tools,
     }
     files = dict(plan.files)
     files["launch.json"] = json.dumps(plan.to_launch_json(), indent=2, sort_keys=False) + "\n"

@@ -27,15 +27,25 @@ _spec = importlib.util.spec_from_file_location("gptoss_engine_image_build", HERE
 engine_build = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(engine_build)  # puts the repo root on sys.path
 
-from infra.catalogue import _images_doc, locked_digest  # noqa: E402
+from infra import builtin_tools as BT  # noqa: E402
+from infra import constants as C  # noqa: E402
 
 REQUIREMENTS = HERE / "requirements.txt"
-DEFAULT_TAG = "gptoss-toolserver:latest"
+base = BT.toolserver_base  # the catalogue row + its locked digest
 
 
-def base() -> dict:
-    row = _images_doc()["toolserver"]["python"]
-    return {**row, "digest": locked_digest(row["image"], row["tag"])}
+def default_tag() -> str:
+    return f"{C.TOOLSERVER_IMAGE}:{BT.image_tag()}"
+
+
+def python_version() -> str:
+    """The base's CPython (the wheels' ABI): the leading X.Y of its tag (3.12-slim-bookworm -> 3.12)."""
+    import re
+
+    found = re.match(r"(\d+\.\d+)", base()["tag"])
+    if not found:
+        raise ValueError(f"toolserver base tag {base()['tag']!r} does not start with its Python version (X.Y)")
+    return found.group(1)
 
 
 def install_site(dest: Path, python_version: str, machine: str | None = None, pip: list[str] | None = None) -> Path:
@@ -50,9 +60,13 @@ def install_site(dest: Path, python_version: str, machine: str | None = None, pi
     return dest
 
 
-def assemble_context(dest: Path, python_version: str, site: Path | None = None) -> Path:
+def assemble_context(dest: Path, python_version: str, site: Path | None = None, install: bool = True) -> Path:
+    """The context: infra/ (as for the engine images), the Dockerfile, site/ = `site` copied, else the requirements
+    installed (install), else left empty (a context for hashing or a preview, not for a build)."""
     engine_build.assemble_context(dest, "toolserver", encodings_dir=dest / "no-encodings")
-    if site is None:
+    if site is None and not install:
+        (dest / "site").mkdir()
+    elif site is None:
         install_site(dest / "site", python_version)
     else:
         import shutil
@@ -75,14 +89,15 @@ def build_args(*, base_image: str | None = None, digest: str | None = None, allo
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--tag", default=DEFAULT_TAG)
+    ap.add_argument("--tag", default=None, help="image name:tag (default gptoss-toolserver:<version>-<content hash>)")
     ap.add_argument("--base-image", help="override the catalogue base (name:tag)")
     ap.add_argument("--base-digest", help="sha256:... for --base-image")
     ap.add_argument("--allow-unpinned-base", action="store_true", help="build from a tag without a digest")
-    ap.add_argument("--python-version", default="3.12", help="the base image's CPython (the wheels' ABI)")
+    ap.add_argument("--python-version", default=None, help="the base image's CPython (the wheels' ABI; default: its tag's)")
     ap.add_argument("--docker", default="docker")
     ap.add_argument("--dry-run", action="store_true", help="print the docker command and exit")
     a = ap.parse_args(argv)
+    a.tag, a.python_version = a.tag or default_tag(), a.python_version or python_version()
     args = build_args(base_image=a.base_image, digest=a.base_digest, allow_unpinned=a.allow_unpinned_base,
                       vcs_ref=engine_build._git_ref())
     if not args["BASE_DIGEST"] and not a.allow_unpinned_base:

@@ -16,8 +16,10 @@ from typing import Any
 import pulumi
 import pulumi_random as random
 
+from infra import builtin_tools as BT
 from infra import constants as C
 from infra.deploy.image import CONTEXT_ROOT, IMAGES_DIR, assemble_context, build_image, image_settings, image_warnings, validate_image
+from infra.deploy import toolserver_image as TS
 from infra.deploy.targets import TargetContext, get_target
 from infra.deploy.targets.endpoint import client_env_text
 from infra.spec import SpecError
@@ -43,7 +45,8 @@ def deploy_refusals(spec, plan) -> list[SpecError]:
     """What `invoke up` refuses before creating anything, the first refusal of each check (secrets,
     image, target). `validate` raises the first; `invoke render` shows them all."""
     found = []
-    for check in (spec.check_deploy_secrets, lambda: validate_image(spec, plan), lambda: get_target(spec).validate(spec, plan)):
+    for check in (spec.check_deploy_secrets, lambda: validate_image(spec, plan), lambda: get_target(spec).validate(spec, plan),
+                  lambda: TS.validate_toolserver_image(spec, plan)):
         try:
             check()
         except SpecError as exc:
@@ -92,7 +95,7 @@ class GptOssDeployment(pulumi.ComponentResource):
         stack = spec.stack or name
         target = get_target(spec)
         child = pulumi.ResourceOptions(parent=self)
-        for warning in [*plan.warnings, *image_warnings(spec, plan)]:
+        for warning in [*plan.warnings, *image_warnings(spec, plan), *TS.toolserver_warnings(spec)]:
             pulumi.log.warn(warning, resource=self)
 
         registry_password = args.secrets.get("registry_password")
@@ -105,6 +108,14 @@ class GptOssDeployment(pulumi.ComponentResource):
             registry_username=spec.image.registry_username, registry_password=registry_password,
             build_host=target.build_host(spec), parent=self, labels=image_labels,
         )
+        self.toolserver_image = None
+        if BT.runs_tool_server(spec):  # the python tool server's own image, same registry and build host
+            TS.assemble_toolserver_context(args.context_root, args.images_dir, install=TS.really_building())
+            self.toolserver_image = build_image(
+                f"{stack}-toolserver-build", TS.toolserver_settings(spec, plan, args.images_dir, args.context_root),
+                registry_username=spec.image.registry_username, registry_password=registry_password,
+                build_host=target.build_host(spec), parent=self,
+                labels={"gptoss.project": C.PROJECT, "gptoss.component": "toolserver"})
 
         self.api_key = self._api_key(stack, spec, args.secrets, child)
         secret_env: dict[str, pulumi.Output[str]] = {}
@@ -119,6 +130,8 @@ class GptOssDeployment(pulumi.ComponentResource):
             stack=stack, spec=spec, plan=plan, image_ref=self.image.ref, image_digest=self.image.digest,
             secret_env=secret_env, registry_username=spec.image.registry_username,
             registry_password=registry_password, labels=labels, parent=self,
+            toolserver_image_ref=self.toolserver_image.ref if self.toolserver_image else None,
+            toolserver_image_digest=self.toolserver_image.digest if self.toolserver_image else None,
         ))
 
         # Where clients connect is the target's pure endpoint(), the same value `invoke render` writes;
@@ -139,6 +152,8 @@ class GptOssDeployment(pulumi.ComponentResource):
             lambda v: client_env_text(endpoint.at(v[0]), stack=stack, served_model=served, api_key=v[1] or None,
                                       key_required="API_KEY" in plan.secret_env)))
         self.extra_outputs = dict(result.extra_outputs)
+        if self.toolserver_image is not None:
+            self.extra_outputs["toolserver_image_ref"] = self.toolserver_image.ref
         if endpoint.via:
             self.extra_outputs["tunnel_command"] = list(endpoint.via)
         if endpoint.cluster_url:

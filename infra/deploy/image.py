@@ -54,16 +54,20 @@ class ImageSettings:
 
 
 @lru_cache(maxsize=None)
-def images_build_module(images_dir: Path = IMAGES_DIR) -> ModuleType:
-    """images/build.py (a script, not a package), imported by path."""
-    path = images_dir / "build.py"
-    spec = importlib.util.spec_from_file_location("gptoss_images_build", path)
+def load_build_script(path: Path, module_name: str) -> ModuleType:
+    """An image's build.py (a script, not a package), imported by path, once per path."""
+    spec = importlib.util.spec_from_file_location(module_name, path)
     if spec is None or spec.loader is None or not path.is_file():
         raise FileNotFoundError(f"{path} is missing: it defines the image build context and build args")
     module = importlib.util.module_from_spec(spec)
     sys.modules.setdefault(spec.name, module)
     spec.loader.exec_module(module)
     return module
+
+
+def images_build_module(images_dir: Path = IMAGES_DIR) -> ModuleType:
+    """images/build.py: the engine images' context layout and build args."""
+    return load_build_script(images_dir / "build.py", "gptoss_images_build")
 
 
 def assemble_context(backend: str, context_root: Path = CONTEXT_ROOT, images_dir: Path = IMAGES_DIR) -> Path:

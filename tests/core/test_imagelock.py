@@ -388,3 +388,20 @@ def test_a_manifest_redirect_on_the_same_registry_is_followed(tmp_path):
         ref = f"{registry}/acme/engine:v1"
         entries, errors = lock_one(tmp_path, ref)
     assert not errors and entries[ref]["digest"] == "sha256:" + "ab" * 32
+
+
+def test_the_tool_server_base_is_locked_with_the_engine_bases(hub, tmp_path):
+    """`invoke lock-images` covers every section of images.yaml, the tool server's `toolserver:` row included."""
+    from infra import builtin_tools as BT
+    from infra import constants as C
+    from infra.imagelock import catalogue_refs
+
+    base = BT.toolserver_base()
+    assert f"{base['image']}:{base['tag']}" in catalogue_refs(yaml.safe_load((C.CATALOGUE_DIR / "images.yaml").read_text()))
+    assert f"{base['image']}:{base['tag']}" in yaml.safe_load(C.IMAGE_LOCK_FILE.read_text())  # a row, pinned or not yet
+    path = tmp_path / "images.yaml"
+    path.write_text(yaml.safe_dump({"vllm": {"cuda": {"image": f"{hub}/acme/engine", "tag": "v1"}},
+                                    "toolserver": {"python": {"image": f"{hub}/acme/engine", "tag": "gone"}}}))
+    entries, errors = lock_images(path, tmp_path / "lock.yaml", deadline_s=10)
+    assert entries[f"{hub}/acme/engine:v1"]["digest"] == INDEX_DIGEST
+    assert list(errors) == [f"{hub}/acme/engine:gone"]  # the tool server row was asked for too

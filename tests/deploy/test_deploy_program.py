@@ -12,6 +12,7 @@ import pytest
 from pulumi_harness import (ALL_SENTINELS, DOCKER_STACKS, GENERATED_KEY, SENTINELS, STACKS, sentinels_for,
                             pulumi_config, run_stack)
 
+from infra import builtin_tools as BT
 from infra import constants as C
 import pulumi_harness as T
 from infra.deploy.image import images_build_module
@@ -227,8 +228,9 @@ def test_outputs_follow_the_contract(runs, stack):
     assert out["health_url"] == out["endpoint_url"][: -len("/v1")] + "/health"
     assert out["model"] == (spec.served_model_name or spec.model)
     assert (out["backend"], out["gpu"]) == (plan.backend, plan.gpu)
-    image = run.one(IMAGE)
+    (image,) = [r for r in run.of_type(IMAGE) if r.name == f"{stack}-build"]  # the engine's (a tool server has its own)
     assert out["image_ref"].startswith(image.plain("tags")[0])
+    assert ("toolserver_image_ref" in out) == BT.runs_tool_server(spec)
     assert out["launch_plan"] == as_floats(plan.to_launch_json())
     # Secrets: the key and the client .env are secret outputs.
     assert T.is_secret_output(out["api_key"]) and out["api_key"]["value"] == SENTINELS["api_key"]

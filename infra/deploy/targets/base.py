@@ -31,6 +31,9 @@ class TargetContext:
     registry_password: pulumi.Output[str] | None
     labels: Mapping[str, str]
     parent: pulumi.Resource
+    # The python tool server's built image (infra/deploy/toolserver_image.py), when the stack runs one.
+    toolserver_image_ref: pulumi.Output[str] | None = None
+    toolserver_image_digest: pulumi.Output[str] | None = None
 
 
 @dataclass

@@ -2,15 +2,18 @@
 
 What the target decides without Pulumi: its refusals (`validate`), where the endpoint is
 (`endpoint`: the published address, or the SSH tunnel's loopback), and the `docker run` words that
-docker-run.sh execs (`docker_run`). The Pulumi registration is docker_pulumi.py.
+docker-run.sh execs (`docker_run`; with the python tool, `tool_server_run` and the network first).
+The Pulumi registration is docker_pulumi.py (the tool server's: toolserver_docker.py).
 """
 from __future__ import annotations
 
 from urllib.parse import urlsplit
 
+from infra import builtin_tools as BT
 from infra import constants as C
 from infra.deploy.targets.endpoint import LOOPBACK_HOST, Endpoint
 from infra.spec import SpecError
+from infra.toolserver import isolation as I
 
 LOOPBACK = C.LOOPBACK_HOSTS
 ALL_ADDRESSES = C.ALL_ADDRESSES
@@ -143,15 +146,16 @@ def docker_run_gpu_flags(spec, plan) -> list[str]:
     return ["--gpus", str(plan.gpu_count)]
 
 
-def docker_run(spec, plan, image: str) -> list[list[str]]:
+def docker_run(spec, plan, image: str, verb: str = "run") -> list[list[str]]:
     """The `docker run` that docker-run.sh execs, as the words docker receives, one group per script
-    line. A stack of another target gets the same container with the Docker defaults on the loopback."""
+    line (verb "create": the same container, created to join the tool network before it starts).
+    A stack of another target gets the same container with the Docker defaults on the loopback."""
     settings = _run_settings(spec)
     name = container_name(plan.stack or "stack", spec)
     port = (settings.publish_port or plan.port) if spec.target == "docker" else plan.port
     address = f"[{settings.publish_address}]" if ":" in settings.publish_address else settings.publish_address
     lines = [
-        ["run", "--rm", "--name", name],
+        [verb, "--rm", "--name", name],
         [*docker_run_gpu_flags(spec, plan), "--ipc=host", "--shm-size", f"{settings.shm_size_mb}m"],
         ["-p", f"{address}:{port}:{plan.port}"],
         ["-v", f"{settings.cache_volume}:{C.CACHE_ROOT}"],
@@ -160,3 +164,40 @@ def docker_run(spec, plan, image: str) -> list[list[str]]:
     lines += [["-e", k] for k in plan.secret_env]  # by name: docker copies the value from the caller's env
     lines.append([image])
     return lines
+
+
+# ---------------------------------------------------------------- the python tool server (issue 22)
+
+def tools_network(stack: str, spec) -> str:
+    """The stack's private Docker network: `internal` (no route out, nothing publishable); tool server + engine."""
+    return f"{container_name(stack, spec)}-tools"
+
+
+def tool_server_name(stack: str, spec) -> str:
+    return f"{container_name(stack, spec)}-python-tool"
+
+
+def tool_server_alias(spec) -> str:
+    """The tool server's name on that network: the host of the plan's --tool-server address (python-tool)."""
+    return BT.tool_server_address(spec).rsplit(":", 1)[0]
+
+
+def tools_network_create(spec, plan) -> list[str]:
+    stack = plan.stack or "stack"
+    return ["network", "create", "--internal", "--label", f"gptoss.stack={stack}", tools_network(stack, spec)]
+
+
+def tool_server_run(spec, plan, image: str) -> list[list[str]]:
+    """The tool server's `docker run` in docker-run.sh (one group per script line): on the stack's private network
+    only, as the plan's alias, no published port, infra/toolserver/isolation.py's options, the per-call limits as
+    its env and nothing else (no secret, no mount, no Docker socket)."""
+    stack = plan.stack or "stack"
+    limits = BT.container_limits(spec)
+    runtime = BT.python_tool(spec).runtime
+    return [
+        ["run", "--detach", "--rm", "--name", tool_server_name(stack, spec)],
+        ["--network", tools_network(stack, spec), "--network-alias", tool_server_alias(spec)],
+        [*I.docker_run_options(limits), *(["--runtime", runtime] if runtime else [])],
+        *[["-e", f"{k}={v}"] for k, v in sorted(BT.server_env(spec).items())],
+        [image, *I.container(limits)["command"]],
+    ]

@@ -87,7 +87,7 @@ class DockerTarget(PureParts):
         labels = [docker.ContainerLabelArgs(label=k, value=v) for k, v in sorted(ctx.labels.items())]
         name = D.container_name(stack, spec)
         port = D.published_port(spec)
-        tools, tools_first = toolserver_docker.attach(ctx, on_host, name)  # the python tool server (issue 22)
+        tools, tools_first = toolserver_docker.attach(ctx, on_host)  # the python tool server (issue 22)
         container = docker.Container(
             f"{stack}-server",
             name=name,

@@ -18,7 +18,7 @@ import pulumi
 import pulumi_docker as docker
 
 from infra import builtin_tools as BT
-from infra import constants as C
+from infra.deploy.targets import docker as D
 from infra.toolserver import isolation as I
 
 
@@ -46,23 +46,26 @@ def sandbox_options(spec) -> dict:
     }
 
 
-def attach(ctx, on_host: pulumi.ResourceOptions, engine_name: str) -> tuple[dict, list[pulumi.Resource]]:
+def attach(ctx, on_host: pulumi.ResourceOptions) -> tuple[dict, list[pulumi.Resource]]:
     """For a stack with the python tool: register the network and the tool server, and return the engine
     container's extra arguments (the network) and what it must wait for. ({}, []) without the tool."""
     spec, stack = ctx.spec, ctx.stack
     if not BT.runs_tool_server(spec):
         return {}, []
     network = docker.Network(
-        f"{stack}-tools-net", name=f"{engine_name}-tools", internal=True, driver="bridge",
+        f"{stack}-tools-net", name=D.tools_network(stack, spec), internal=True, driver="bridge",
         labels=[docker.NetworkLabelArgs(label="gptoss.stack", value=stack)], opts=on_host)
-    image = docker.RemoteImage(f"{stack}-toolserver-image", name=BT.image_ref(spec), keep_locally=True, opts=on_host)
+    # The image the component built (tag@digest when pushed, else the tag loaded into this daemon); a rebuild
+    # under the same tag still replaces the container (the digest trigger), as for the engine image.
+    image = docker.RemoteImage(f"{stack}-toolserver-image", name=ctx.toolserver_image_ref, keep_locally=True,
+                               triggers={"digest": ctx.toolserver_image_digest}, opts=on_host)
     server = docker.Container(
         f"{stack}-toolserver",
-        name=f"{engine_name}-python-tool",
+        name=D.tool_server_name(stack, spec),
         image=image.image_id,
         envs=[f"{k}={v}" for k, v in sorted(BT.server_env(spec).items())],
         network_mode=network.name,
-        networks_advanced=[docker.ContainerNetworksAdvancedArgs(name=network.name, aliases=[C.TOOLSERVER_DOCKER_ALIAS])],
+        networks_advanced=[docker.ContainerNetworksAdvancedArgs(name=network.name, aliases=[D.tool_server_alias(spec)])],
         healthcheck=docker.ContainerHealthcheckArgs(tests=["CMD", *BT.port_probe()], interval="10s", timeout="5s",
                                                     retries=3, start_period="10s", start_interval="2s"),
         wait=True,  # healthy before the engine, which connects at start, is created

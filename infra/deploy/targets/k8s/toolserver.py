@@ -105,7 +105,8 @@ def register(ctx, *, instance: str, engine_pods: dict[str, str], meta: Callable[
     kinds = {"NetworkPolicy": k8s.networking.v1.NetworkPolicy, "Deployment": k8s.apps.v1.Deployment,
              "Service": k8s.core.v1.Service}
     out: list[pulumi.Resource] = []
-    for kind, name, body in objects(ctx.spec, instance, engine_pods, image=BT.image_ref(ctx.spec), pull_secret=pull_secret):
+    for kind, name, body in objects(ctx.spec, instance, engine_pods, image=ctx.toolserver_image_ref,
+                                        pull_secret=pull_secret):
         metadata = {**meta(name), "labels": pod_labels(instance)}
         suffix = kind.lower() + ("-client" if name.endswith("-client") else "")
         out.append(kinds[kind](f"{ctx.stack}-pytool-{suffix}", metadata=metadata, spec=body,
