@@ -131,15 +131,6 @@ def api_key_guard_args(backend: str) -> list[str]:
     return ["--middleware", C.VLLM_AUTH_MIDDLEWARE] if backend == "vllm" else []
 
 
-def with_api_key_guard(argv: list[str], backend: str) -> list[str]:
-    """argv with the guard options added unless already there (the launcher: API_KEY set on a stack
-    planned without a key)."""
-    guard = api_key_guard_args(backend)
-    if not guard or any(argv[i:i + len(guard)] == guard for i in range(len(argv))):
-        return argv
-    return [*argv, *guard]
-
-
 def _sglang_argv(weights: str, s: Mapping[str, Any], spec: StackSpec, tp: int, served: str) -> tuple[list[str], dict[str, str]]:
     argv = [*LAUNCHERS["sglang"][0], *sglang_options(_values(weights, s, spec, tp, served))]
     return argv, {SGLANG_ARGS_FILE: _sglang_args_file(spec.stack, argv)}
@@ -430,4 +421,4 @@ def build_plan(
 
 
 __all__ = ["Detected", "LaunchPlan", "PlanState", "STAGES", "api_key_guard_args", "build_plan", "merge_extra_args",
-           "resolve_gpu", "with_api_key_guard", "SETTINGS"]
+           "resolve_gpu", "SETTINGS"]

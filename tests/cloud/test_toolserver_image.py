@@ -7,11 +7,11 @@ import shutil
 
 import pytest
 import yaml
-from cloud_harness import refused, run_stack, run_stacks
+from pulumi_harness import refused, run_stack, run_stacks
 
 from infra import builtin_tools as BT
 from infra import constants as C
-from infra.deploy import testing as T
+import pulumi_harness as T
 from infra.deploy import toolserver_image as TS
 
 IMAGE = "docker-build:index:Image"

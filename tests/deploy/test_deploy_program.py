@@ -16,7 +16,8 @@ from infra import builtin_tools as BT
 from infra import constants as C
 import pulumi_harness as T
 from infra.deploy.image import images_build_module
-from infra.plan import build_plan, with_api_key_guard
+from infra.launcher.stages import spec_from_env
+from infra.plan import build_plan
 from infra.spec import StackSpec, load_spec
 from infra.stackfile import read_stack_config
 
@@ -196,11 +197,10 @@ def test_container_matches_the_launch_plan(runs, docker_stack):
     # same command line the plan has (same GPU), which is what the container will execute.
     assert "command" not in inputs and "entrypoints" not in inputs
     env = dict(item.split("=", 1) for item in plain)
-    rebuilt = build_plan(StackSpec.model_validate(json.loads(env[C.SPEC_ENV])))
-    # The spec in the env does not say which secrets are set; the launcher sees API_KEY and adds the
-    # API-key guard itself (infra.plan.with_api_key_guard), as the plan did from the stack's secrets.
-    keyed = "API_KEY" in plan.secret_env
-    assert (with_api_key_guard(rebuilt.argv, plan.backend) if keyed else rebuilt.argv) == plan.argv
+    # The spec in the env does not say which secrets are set: the launcher reads that from the secret env
+    # it is given (infra.launcher.stages.spec_from_env), and plans the API-key guard from it as the deploy did.
+    rebuilt = build_plan(spec_from_env({**env, **secret}, plan.backend))
+    assert rebuilt.argv == plan.argv
     assert rebuilt.files == plan.files
 
     # Host IPC, shm, cache volume, restart, health check covering model load, labels.

@@ -9,7 +9,7 @@ import asyncio
 import pytest
 
 from infra.launcher.authguard import KEY_ENV, ApiKeyGuard, bearer_token
-from infra.plan import api_key_guard_args, build_plan, merge_extra_args, with_api_key_guard
+from infra.plan import api_key_guard_args, build_plan, merge_extra_args
 from infra.stackfile import load_stack
 
 KEY = "test-key-" + "k" * 24
@@ -125,13 +125,6 @@ def test_extra_args_middleware_adds_to_the_guard_never_replaces_it():
     argv = ["vllm", "serve", "m", "--middleware", "infra.launcher.authguard.ApiKeyGuard"]
     out, _ = merge_extra_args(argv, {}, ["--middleware", "my.mod.Other"], "vllm")
     assert out == argv + ["--middleware", "my.mod.Other"]
-
-
-def test_with_api_key_guard_is_idempotent():
-    base = ["vllm", "serve", "m"]
-    once = with_api_key_guard(base, "vllm")
-    assert with_api_key_guard(once, "vllm") == once == base + api_key_guard_args("vllm")
-    assert with_api_key_guard(base, "sglang") == base
 
 
 def test_the_launcher_adds_the_guard_when_api_key_is_set_on_a_keyless_image_start():
