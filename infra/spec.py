@@ -22,6 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationIn
 
 from infra import constants as C
 from infra.catalogue import get_gpu, get_model, gpu_ids, model_ids
+from infra.engine_command import SECRET_OPTIONS, parse_options
 from infra.settings import spec_type as setting
 
 # A GPU id is a row of infra/catalogue/gpus.yaml (or "auto"): the catalogue is the one list, so a new
@@ -698,15 +699,17 @@ class StackSpec(_Checked):
             if C.looks_secret(name):
                 raise err(f"env.{name}", "<hidden>", "looks like a secret in plain config",
                           f"use a secret config key ({', '.join(C.SECRET_KEYS)}) instead")
-        for i, arg in enumerate(self.extra_args):
-            if arg.split("=", 1)[0] in ("--api-key", "--hf-token"):
-                raise err(f"extra_args[{i}]", shown_arg(arg), "secrets on the command line show up in `ps` and in Pulumi state",
+        positionals, options = parse_options(self.extra_args)  # the one option parser (infra.engine_command)
+        for opt in options:
+            if opt.name in SECRET_OPTIONS:
+                raise err(f"extra_args[{opt.index}]", shown_arg(opt.tokens[0]),
+                          "secrets on the command line show up in `ps` and in Pulumi state",
                           "set the api_key / hf_token secret config key instead")
-            if arg.split("=", 1)[0] == "--config":
-                raise err(f"extra_args[{i}]", shown_arg(arg),
+            if opt.name == "--config":
+                raise err(f"extra_args[{opt.index}]", shown_arg(opt.tokens[0]),
                           "the launcher owns the engine's --config file (the rendered settings; SGLang's API key)",
                           "give the options themselves as extra_args items or stack fields")
-        if self.extra_args and not self.extra_args[0].startswith("-"):
+        if positionals:
             raise err("extra_args[0]", shown_arg(self.extra_args[0]), "must start with an option (e.g. --max-log-len)",
                       "write each option and its value as separate list items")
 

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Mapping
 
 from infra import constants as C
+from infra.engine_command import EngineCommand
 from infra.launcher.errors import LaunchError
 from infra.launcher.redact import redact_argv, redact_env
 from infra.launcher.secretroute import (SECRET_SOURCES, SecretRoute, routes_from_plan, secret_dir, secret_file_text,
@@ -279,7 +280,7 @@ def route_secrets(st: LaunchState) -> LaunchState:
     if config:
         # SGLang merges its --config YAML into its argv parser; read from a 0600 file in a fresh 0700
         # directory instead of the command line. One --config only, so none may come from elsewhere.
-        if any(a.split("=", 1)[0] == "--config" for a in st.argv):
+        if EngineCommand.parse(st.argv, st.backend).find(("--config",), st.backend):
             raise LaunchError(f"extra_args already pass --config to {st.backend}; remove it so the launcher can pass "
                               "the API key safely")
         path = f"{secret_dir(st.runtime_dir)}/{st.backend}-secret.yaml"
