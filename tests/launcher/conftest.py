@@ -6,15 +6,18 @@ pipes, HTTP, exec, Docker.
 """
 from __future__ import annotations
 
+import os
 import stat
+import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from launcher_support import HERE, ROOT  # noqa: E402
+from launcher_support import DOCKER_DIR, HERE, ROOT, Docker, _ping, in_ci, require_docker_cli, require_tool  # noqa: E402
 
 from infra.launcher.encodings import EncodingError, verify_dir  # noqa: E402
 
@@ -64,3 +67,62 @@ def sglang_pkg(tmp_path) -> Path:
     return d
 
 
+# ----------------------------------------------------------------------------- Docker
+# Session fixtures here, so the image tests and the tool server's image test share one dockerd.
+
+@pytest.fixture(scope="session")
+def docker():
+    if os.geteuid() != 0:
+        if in_ci():
+            pytest.fail("the Docker tests need root")
+        pytest.skip("the Docker tests need root (dockerd)")
+    require_tool("dockerd", "apt-get install docker.io")
+    require_tool("docker", "apt-get install docker.io")
+    import fcntl
+    import shutil
+
+    docker_bin = require_docker_cli()
+    base = DOCKER_DIR
+    base.mkdir(parents=True, exist_ok=True)
+    lock = open(base / "lock", "w")
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        root, private = base, False
+    except BlockingIOError:
+        root, private = Path(f"{base}-{os.getpid()}"), True
+        root.mkdir(parents=True, exist_ok=True)
+    host = f"unix://{root}/docker.sock"
+    log = open(root / "dockerd.log", "ab")
+    # No iptables/bridge: this sandbox has neither; containers run with --network none.
+    started = subprocess.Popen(
+        ["dockerd", "--iptables=false", "--bridge=none", "--data-root", str(root / "data"),
+         "--exec-root", str(root / "exec"), "-H", host, "-p", str(root / "dockerd.pid")],
+        stdout=log, stderr=log, start_new_session=True)
+    deadline = time.monotonic() + 90
+    while not _ping(docker_bin, host):
+        if started.poll() is not None or time.monotonic() > deadline:
+            pytest.fail(f"dockerd did not start; see {root / 'dockerd.log'}")
+        time.sleep(0.5)
+    try:
+        yield Docker(host)
+    finally:
+        started.terminate()
+        try:
+            started.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            started.kill()
+        lock.close()
+        if private:
+            shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def standin_base(docker, tmp_path_factory) -> str:
+    from standin import build_rootfs_tar
+
+    tar = tmp_path_factory.mktemp("standin") / "rootfs.tar"
+    digest = build_rootfs_tar(tar)
+    tag = f"gptoss-standin-base:{digest}"
+    if docker("image", "inspect", tag, check=False).returncode != 0:
+        docker("import", "-c", "ENV PATH=/usr/local/bin:/usr/bin:/bin", tar, tag)
+    return tag

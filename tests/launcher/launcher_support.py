@@ -80,3 +80,37 @@ def require_tool(name: str, why: str):
         if in_ci():
             pytest.fail(msg + "; .ci/run must install it")
         pytest.skip(msg)
+
+
+# Strings that must never reach an image layer, its history or its config, although they sit in the
+# environment of every build and run below.
+CANARIES = {"API_KEY": "sk-canary-image-leak-0001", "HF_TOKEN": "hf_canaryimageleak0002",
+            "HUGGING_FACE_HUB_TOKEN": "hf_canaryimageleak0003", "SSH_PASSWORD": "canary-password-0004",
+            "REGISTRY_PASSWORD": "canary-registry-0005"}
+
+# One dockerd per checkout (layers cached between runs); a second concurrent session on the same checkout
+# gets a private one, so a session ending never stops the daemon another is using.
+DOCKER_DIR = Path(f"/tmp/gptoss-dockerd-{__import__('hashlib').sha1(str(ROOT).encode()).hexdigest()[:8]}")
+
+
+class Docker:
+    def __init__(self, host: str):
+        self.env = {**os.environ, **CANARIES, "DOCKER_HOST": host}
+        self.bin = require_docker_cli()
+
+    def __call__(self, *args, check=True, timeout=600, **kw) -> subprocess.CompletedProcess:
+        r = subprocess.run([self.bin, *map(str, args)], env=self.env, capture_output=True, text=True,
+                           timeout=timeout, **kw)
+        if check and r.returncode != 0:
+            raise AssertionError(f"docker {' '.join(map(str, args))} failed ({r.returncode}):\n{r.stdout[-3000:]}\n{r.stderr[-3000:]}")
+        return r
+
+
+def require_docker_cli() -> str:
+    return shutil.which("docker")
+
+
+def _ping(docker_bin: str, host: str) -> bool:
+    r = subprocess.run([docker_bin, "-H", host, "version", "--format", "{{.Server.Version}}"],
+                       capture_output=True, text=True, timeout=20)
+    return r.returncode == 0

@@ -6,7 +6,6 @@ there a missing docker is a failure, elsewhere a skip).
 from __future__ import annotations
 
 import json
-import os
 import re
 import socket
 import subprocess
@@ -16,7 +15,7 @@ import time
 from pathlib import Path
 
 import pytest
-from launcher_support import FIXTURES, ROOT, SNAPSHOTS, clean_env, in_ci, require_tool, snapshot
+from launcher_support import CANARIES, FIXTURES, ROOT, SNAPSHOTS, clean_env, require_tool, snapshot
 
 sys.path.insert(0, str(ROOT / "images"))
 import build as image_build  # noqa: E402  (images/build.py)
@@ -25,12 +24,6 @@ from infra import constants as C  # noqa: E402
 from infra.launcher import buildsetup  # noqa: E402
 from infra.launcher.errors import LaunchError  # noqa: E402
 from infra.launcher.main import prepare  # noqa: E402
-
-# Strings that must never reach an image layer, its history or its config, although they sit in the
-# environment of every build and run below.
-CANARIES = {"API_KEY": "sk-canary-image-leak-0001", "HF_TOKEN": "hf_canaryimageleak0002",
-            "HUGGING_FACE_HUB_TOKEN": "hf_canaryimageleak0003", "SSH_PASSWORD": "canary-password-0004",
-            "REGISTRY_PASSWORD": "canary-registry-0005"}
 
 
 def dockerfile(backend: str) -> str:
@@ -120,94 +113,6 @@ def test_engine_user_added_without_useradd(tmp_path):
 
 
 # ----------------------------------------------------------------------------- Docker
-
-# One dockerd per checkout (layers cached between runs); a second concurrent session on the same checkout
-# gets a private one, so a session ending never stops the daemon another is using.
-DOCKER_DIR = Path(f"/tmp/gptoss-dockerd-{__import__('hashlib').sha1(str(ROOT).encode()).hexdigest()[:8]}")
-
-
-class Docker:
-    def __init__(self, host: str):
-        self.env = {**os.environ, **CANARIES, "DOCKER_HOST": host}
-        self.bin = require_docker_cli()
-
-    def __call__(self, *args, check=True, timeout=600, **kw) -> subprocess.CompletedProcess:
-        r = subprocess.run([self.bin, *map(str, args)], env=self.env, capture_output=True, text=True,
-                           timeout=timeout, **kw)
-        if check and r.returncode != 0:
-            raise AssertionError(f"docker {' '.join(map(str, args))} failed ({r.returncode}):\n{r.stdout[-3000:]}\n{r.stderr[-3000:]}")
-        return r
-
-
-def require_docker_cli() -> str:
-    import shutil
-
-    return shutil.which("docker")
-
-
-def _ping(docker_bin: str, host: str) -> bool:
-    r = subprocess.run([docker_bin, "-H", host, "version", "--format", "{{.Server.Version}}"],
-                       capture_output=True, text=True, timeout=20)
-    return r.returncode == 0
-
-
-@pytest.fixture(scope="session")
-def docker():
-    if os.geteuid() != 0:
-        if in_ci():
-            pytest.fail("the Docker tests need root")
-        pytest.skip("the Docker tests need root (dockerd)")
-    require_tool("dockerd", "apt-get install docker.io")
-    require_tool("docker", "apt-get install docker.io")
-    import fcntl
-    import shutil
-
-    docker_bin = require_docker_cli()
-    base = DOCKER_DIR
-    base.mkdir(parents=True, exist_ok=True)
-    lock = open(base / "lock", "w")
-    try:
-        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        root, private = base, False
-    except BlockingIOError:
-        root, private = Path(f"{base}-{os.getpid()}"), True
-        root.mkdir(parents=True, exist_ok=True)
-    host = f"unix://{root}/docker.sock"
-    log = open(root / "dockerd.log", "ab")
-    # No iptables/bridge: this sandbox has neither; containers run with --network none.
-    started = subprocess.Popen(
-        ["dockerd", "--iptables=false", "--bridge=none", "--data-root", str(root / "data"),
-         "--exec-root", str(root / "exec"), "-H", host, "-p", str(root / "dockerd.pid")],
-        stdout=log, stderr=log, start_new_session=True)
-    deadline = time.monotonic() + 90
-    while not _ping(docker_bin, host):
-        if started.poll() is not None or time.monotonic() > deadline:
-            pytest.fail(f"dockerd did not start; see {root / 'dockerd.log'}")
-        time.sleep(0.5)
-    try:
-        yield Docker(host)
-    finally:
-        started.terminate()
-        try:
-            started.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            started.kill()
-        lock.close()
-        if private:
-            shutil.rmtree(root, ignore_errors=True)
-
-
-@pytest.fixture(scope="session")
-def standin_base(docker, tmp_path_factory) -> str:
-    from standin import build_rootfs_tar
-
-    tar = tmp_path_factory.mktemp("standin") / "rootfs.tar"
-    digest = build_rootfs_tar(tar)
-    tag = f"gptoss-standin-base:{digest}"
-    if docker("image", "inspect", tag, check=False).returncode != 0:
-        docker("import", "-c", "ENV PATH=/usr/local/bin:/usr/bin:/bin", tar, tag)
-    return tag
-
 
 def _build(docker, tmp_path_factory, encodings_dir, backend, tag, **arg_overrides) -> subprocess.CompletedProcess:
     ctx = image_build.assemble_context(tmp_path_factory.mktemp(f"ctx-{backend}") / "ctx", backend, encodings_dir)

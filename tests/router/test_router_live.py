@@ -148,9 +148,19 @@ def test_a_worker_scaled_down_mid_run_drains_and_a_new_one_is_used(router, worke
     """Scale-down as on Kubernetes: the pod's deletion makes SMG's discovery submit RemoveWorker for
     it (here the same job through DELETE /workers/{id}), the preStop pause runs, then SIGTERM to the
     engine's main process, which drains for the rendered --shutdown-timeout. Scale-up: discovery
-    submits AddWorker for the new ready pod (here POST /workers)."""
+    submits AddWorker for the new ready pod (here POST /workers): a new worker, started when the test
+    starts so that its ~30 s start overlaps the drain (it replaces the drained one in the module's pool)."""
     drain = load_stack(K8S_STACK).target_settings.drain
     r = router()  # cache_aware, as rendered
+    fresh = make_worker(tmp_path / "w-new", KEY).start(wait=False)  # the scale-up pod, not in the router yet
+    try:
+        _drain_then_scale_up(r, workers, drain, fresh, tmp_path)
+    finally:
+        if fresh not in workers:
+            fresh.stop()
+
+
+def _drain_then_scale_up(r, workers, drain, fresh, tmp_path):
     hdr = {"Authorization": f"Bearer {KEY}"}
     # a long request first: the worker it lands on is the one scaled down while it is in flight
     long_body = {"model": workers[0].alias, "messages": [{"role": "user", "content": "Write a long story."}],
@@ -191,14 +201,15 @@ def test_a_worker_scaled_down_mid_run_drains_and_a_new_one_is_used(router, worke
     sent_after = _posts(victim) - served - 1  # uvicorn logs the long (not streamed) request when it replies
     assert sent_after == 0  # nothing was sent to it once it was out of the pool
 
-    # scale-up: a worker (on the same port) ready again, added as discovery adds a ready pod
-    victim.start(wait=False)
-    victim.wait_healthy()
-    added = httpx.post(r.url + "/workers", headers=hdr, timeout=10, json={"url": victim.url, "api_key": KEY})
+    # scale-up: the new worker, ready, added as discovery adds a ready pod; it takes the drained one's place
+    fresh.wait_healthy()
+    workers[workers.index(victim)] = fresh  # the module's pool (its teardown stops it)
+    victim.stop()  # exited already: closes its log
+    added = httpx.post(r.url + "/workers", headers=hdr, timeout=10, json={"url": fresh.url, "api_key": KEY})
     assert added.status_code < 300, added.text
-    back = r.wait_workers({other.url, victim.url}, timeout=60)
-    before = _posts(victim)
+    back = r.wait_workers({other.url, fresh.url}, timeout=60)
+    before = _posts(fresh)
     res = _agentic(r.url, workers, 201, tmp_path / "back", turns=2)
-    used = _posts(victim) - before
+    used = _posts(fresh) - before
     progress(f"worker back: healthy in the router {back:.0f}s after it was added; {used} of the next 8 requests went to it")
     assert res["levels"][0]["failed"] == 0 and used > 0

@@ -13,8 +13,6 @@ import time
 import pytest
 from tests.toolserver.harness import CANARY, CANARY_NAME, ROOT, call, free_port
 
-sys.path.insert(0, str(ROOT / "tests" / "launcher"))
-from test_images import docker, standin_base  # noqa: E402,F401  the launcher tests' dockerd and stand-in base
 
 _spec = importlib.util.spec_from_file_location("toolserver_image_build", ROOT / "images" / "toolserver" / "build.py")
 toolserver_build = importlib.util.module_from_spec(_spec)  # by path: images/build.py is `build` already
