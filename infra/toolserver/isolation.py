@@ -2,7 +2,7 @@
 
 The Docker targets (`docker_run_options`, or `CONTAINER` field by field for pulumi_docker.Container) and the
 Kubernetes target (`kubernetes_pod_fields`, `kubernetes_container_fields`, `kubernetes_volumes`) read these;
-tests/launcher/test_toolserver_image.py runs the real image with `docker_run_options()`.
+tests/launcher/test_toolserver_container.py runs the real image with `docker_run_options()`.
 
 What the container gets and why:
 - non-root (uid/gid 10002, not the engine's 10001), read-only root, all capabilities dropped,
