@@ -9,7 +9,7 @@ set -euo pipefail
 : "${API_KEY:?export API_KEY (the key clients must send as 'Authorization: Bearer ...') first}"
 DEFAULT_IMAGE=ghcr.io/your-org/gptoss-vllm:0.33.0-cuda
 IMAGE="${IMAGE:-$DEFAULT_IMAGE}"
-DEFAULT_TOOL_IMAGE=ghcr.io/your-org/gptoss-toolserver:0.1.0-6d175f3dd9e5
+DEFAULT_TOOL_IMAGE=ghcr.io/your-org/gptoss-toolserver:0.1.0-52e2dcd785c1
 TOOL_IMAGE="${TOOL_IMAGE:-$DEFAULT_TOOL_IMAGE}"
 # The python tool server (builtin_tools.python): on a Docker network of the stack's own that is internal (no
 # route out), no published port, isolated as infra/toolserver/isolation.py says; removed when the engine stops.
