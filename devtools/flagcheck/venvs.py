@@ -176,10 +176,13 @@ class _Steps:
     terminal (CI, logs) rich draws nothing until the end, so plain start/"still running" lines are
     printed instead."""
 
-    def __init__(self, progress, log: Path):
-        self.progress, self.log = progress, log
+    def __init__(self, progress, log: Path, say=None):
+        self.progress, self.log, self.say = progress, log, say  # say: a line printer instead of rich's console
 
     def _say(self, text: str) -> None:
+        if self.say is not None:
+            self.say(text)
+            return
         console = getattr(self.progress, "console", None)
         if console is not None and not console.is_terminal:
             console.print(text, markup=False, highlight=False)
@@ -203,7 +206,7 @@ class _Steps:
             self.progress.update(task, total=1, completed=1,
                                  description=f"{label} ({time.monotonic() - t0:.0f}s)")
         if proc.returncode:
-            tail = "\n".join(self.log.read_text().splitlines()[-25:])
+            tail = "\n".join(self.log.read_text(errors="replace").splitlines()[-25:])
             raise VenvBuildError(f"{label} failed (exit {proc.returncode}); log {self.log}:\n{tail}")
 
 

