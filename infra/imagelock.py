@@ -44,7 +44,7 @@ MANIFEST_TYPES = (
 DEFAULT_DEADLINE_S = 60.0
 MAX_BODY = 4 * 2**20  # manifests and token answers are a few KB; anything near this is not one
 _DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
-_LOOPBACK = ("localhost", "127.0.0.1", "::1")
+_LOOPBACK = C.LOOPBACK_HOSTS
 # Token services on another host than their registry, from each registry's documentation. Docker Hub:
 # registry-1.docker.io sends realm https://auth.docker.io/token (Docker's "Registry authentication"
 # reference, docs.docker.com/reference/api/registry/auth). GHCR's realm is its own host (ghcr.io/token)

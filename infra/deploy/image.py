@@ -31,7 +31,7 @@ from infra.spec import SpecError, set_config_fix
 IMAGES_DIR = C.REPO_ROOT / "images"
 CONTEXT_ROOT = C.REPO_ROOT / "build" / "image-context"
 # Registries on this machine: pushing there needs no credentials.
-LOCAL_REGISTRY_HOSTS = ("localhost", "127.0.0.1", "::1")
+LOCAL_REGISTRY_HOSTS = C.LOOPBACK_HOSTS
 
 
 @dataclass(frozen=True)

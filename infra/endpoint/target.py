@@ -163,8 +163,3 @@ def resolve_target(*, stack: str | None = None, url: str | None = None, api_key_
         backend=backend or target.backend,
         gpu=gpu or target.gpu,
     )
-
-
-def is_loopback(url: str) -> bool:
-    host = (urlsplit(url).hostname or "").lower()
-    return host in ("localhost", "::1") or host.startswith("127.")

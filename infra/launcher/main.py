@@ -206,7 +206,7 @@ def run(launch: Launch, t0: float, say) -> int:
                                              [(s.device_index, s.mig_index) for s in slots if s.mig_index is not None]))
             return probe_box[0].used_bytes()
 
-        host = "127.0.0.1" if launch.plan.host in ("0.0.0.0", "::") else launch.plan.host
+        host = "127.0.0.1" if launch.plan.host in C.ALL_ADDRESSES else launch.plan.host
         monitor = Monitor(total_bytes=sum(s.memory_total for s in slots),
                           health_url=f"http://{host}:{launch.plan.port}/health",
                           api_url=f"http://{launch.plan.host}:{launch.plan.port}/v1",

@@ -165,10 +165,6 @@ def pdb_spec(stack: str) -> dict:
     return {"maxUnavailable": 1, "selector": {"matchLabels": selector_labels(stack)}}
 
 
-def autoscaler_query(spec, plan) -> str:
-    return A.queue_query(plan.backend, spec.target_settings.namespace, spec.served_model_name or spec.model)
-
-
 def scaled_object_spec(stack: str, spec, plan) -> dict:
     """KEDA ScaledObject (keda.sh/v1alpha1) on the engine queue depth, through Prometheus."""
     return A.scaled_object_spec(spec.target_settings.autoscaling, deployment=k8s_names(stack, spec).app,
