@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import functools
 import hashlib
 import json
 import logging
@@ -463,7 +464,8 @@ def run_stack(name: str, *, secrets: Mapping[str, str] | None = None, overrides:
     from infra.deploy.program import deploy
 
     cfg, secret_keys = config or pulumi_config(name, secrets=secrets, overrides=overrides)
-    return run_program(program or deploy, project=C.PROJECT, stack=name, config=cfg, secret_keys=secret_keys,
+    # fetch_build_inputs=False: the program assembles image contexts but fetches nothing (no PyPI in tests)
+    return run_program(program or functools.partial(deploy, fetch_build_inputs=False), project=C.PROJECT, stack=name, config=cfg, secret_keys=secret_keys,
                        mocks=DeterministicMocks(random_password=GENERATED_KEY), monitor=monitor)
 
 

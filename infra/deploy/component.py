@@ -39,6 +39,9 @@ class GptOssDeploymentArgs:
     secrets: Mapping[str, pulumi.Output[str]] = field(default_factory=dict)
     images_dir: Path = IMAGES_DIR
     context_root: Path = CONTEXT_ROOT       # where the image build context is assembled
+    # Fetch build inputs from the network (the tool server's wheels from PyPI) while assembling contexts.
+    # None: on `pulumi up`, not on a preview. The tests' harness passes False (no PyPI under the mocks).
+    fetch_build_inputs: bool | None = None
 
 
 def deploy_refusals(spec, plan) -> list[SpecError]:
@@ -110,7 +113,8 @@ class GptOssDeployment(pulumi.ComponentResource):
         )
         self.toolserver_image = None
         if BT.runs_tool_server(spec):  # the python tool server's own image, same registry and build host
-            TS.assemble_toolserver_context(args.context_root, args.images_dir, install=TS.really_building())
+            TS.assemble_toolserver_context(args.context_root, args.images_dir, install=(not pulumi.runtime.is_dry_run() if args.fetch_build_inputs is None
+                                                   else args.fetch_build_inputs))
             self.toolserver_image = build_image(
                 f"{stack}-toolserver-build", TS.toolserver_settings(spec, plan, args.images_dir, args.context_root),
                 registry_username=spec.image.registry_username, registry_password=registry_password,

@@ -14,13 +14,13 @@ from infra.plan import build_plan
 from infra.spec import SpecError, load_spec
 
 
-def deploy(stack: str | None = None) -> GptOssDeployment:
+def deploy(stack: str | None = None, *, fetch_build_inputs: bool | None = None) -> GptOssDeployment:
     """Validate everything, then register the component. Raises SpecError/FitError, having
-    registered nothing, for a stack that cannot work."""
+    registered nothing, for a stack that cannot work. `fetch_build_inputs`: GptOssDeploymentArgs'."""
     config = read_pulumi_config(C.CONFIG_NAMESPACE, stack)
     spec = load_spec(config.plain, config.stack, secrets_are_resolved=True)
     plan = build_plan(spec)
-    args = GptOssDeploymentArgs(spec=spec, plan=plan, secrets=config.secrets)
+    args = GptOssDeploymentArgs(spec=spec, plan=plan, secrets=config.secrets, fetch_build_inputs=fetch_build_inputs)
     validate(args)
     deployment = GptOssDeployment(config.stack, args)
     for name, value in deployment.outputs().items():

@@ -8,7 +8,8 @@ image; deployed by `ref` (tag@digest) when pushed, by tag when loaded into the D
 
 site/ (the pinned requirements as wheels, `pip install --target` from PyPI) is cached under
 `build/toolserver-site/<hash of requirements.txt, Python, arch>/` and installed only when the image is really
-built: not by `pulumi preview` (build_on_preview=False builds nothing) and not under the tests' Pulumi mocks.
+built: not by `pulumi preview` (build_on_preview=False builds nothing), and not when the program is told not to
+fetch (GptOssDeploymentArgs.fetch_build_inputs: the tests' harness, which has no PyPI).
 """
 from __future__ import annotations
 
@@ -98,14 +99,6 @@ def fill_site_cache(images_dir: Path = IMAGES_DIR, cache_root: Path = SITE_CACHE
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return dest
-
-
-def really_building() -> bool:
-    """`pulumi up` against a real engine: not a preview, not the tests' mock monitor (nothing builds there)."""
-    from pulumi.runtime import mocks, settings
-
-    monitor = settings.get_monitor()
-    return not pulumi.runtime.is_dry_run() and monitor is not None and not isinstance(monitor, mocks.MockMonitor)
 
 
 def assemble_toolserver_context(context_root: Path = CONTEXT_ROOT, images_dir: Path = IMAGES_DIR, *,

@@ -63,13 +63,29 @@ def test_the_context_is_build_py_s_layout_and_nothing_is_installed_under_the_moc
 
     monkeypatch.setattr(TS.toolserver_build_module(), "install_site", no_pip)
     seen = []
-    monkeypatch.setattr(TS, "really_building", lambda real=TS.really_building: seen.append(real()) or seen[-1])
+    real = TS.assemble_toolserver_context
+    monkeypatch.setattr(TS, "assemble_toolserver_context", lambda *a, install, **k: seen.append(install) or real(*a, install=install, **k))
     run_stack("h200-vllm-tools")
     assert seen == [False]
     ctx = C.REPO_ROOT / "build" / "image-context" / "toolserver"
     assert (ctx / "Dockerfile").read_bytes() == (C.REPO_ROOT / "images" / "toolserver" / "Dockerfile").read_bytes()
     assert (ctx / "infra" / "toolserver" / "server.py").is_file() and not (ctx / "infra" / "deploy").exists()
     assert (ctx / "site").is_dir()  # from the site cache when a real build filled it, else empty
+
+
+def test_pulumi_up_fetches_the_tool_servers_wheels_and_a_preview_does_not(monkeypatch, tmp_path):
+    """The program's default (fetch_build_inputs=None): `pulumi up` fills site/ (here a recording stand-in
+    for the PyPI install), `pulumi preview` does not."""
+    from infra.deploy.program import deploy
+
+    filled = []
+    monkeypatch.setattr(TS, "fill_site_cache", lambda *a, **k: filled.append(True) or tmp_path)
+    run_stack("h200-vllm-tools", program=deploy)
+    assert filled == [True]
+    cfg, secret_keys = T.pulumi_config("h200-vllm-tools")
+    T.run_program(deploy, project=C.PROJECT, stack="h200-vllm-tools", config=cfg, secret_keys=secret_keys,
+                  mocks=T.DeterministicMocks(random_password=T.GENERATED_KEY), preview=True)
+    assert filled == [True]
 
 
 def test_a_stack_without_the_tool_builds_no_tool_server_image(runs):
