@@ -632,6 +632,10 @@ def test_engine_data_parallelism_is_refused():
     # vLLM's short alias of --data-parallel-size-local, written with '=' (the one option parser knows it)
     err = refused("k8s-h100-vllm", {"extra_args": ["--max-num-seqs", "8", "-dpl=2"]})
     assert err.field == "extra_args[2]" and err.value == "-dpl=2"
+    for flag in (["-dp", "2"], ["--data-parallel-size-local", "1"]):
+        assert refused("k8s-h100-vllm", {"extra_args": flag}).field == "extra_args[0]"
+    err = refused("k8s-h200-sglang", {"extra_args": ["--enable-metrics", "--data-parallel-size", "2"]})  # SGLang's alias
+    assert err.field == "extra_args[1]"
 
 
 def test_scale_to_zero_and_llm_d_are_refused_with_the_fix():

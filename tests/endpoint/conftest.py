@@ -32,13 +32,14 @@ def _progress(msg: str) -> None:
 
 
 # package scope: started once for tests/endpoint and stopped when it is done, so an idle engine
-# (a vLLM CPU engine polls) does not take CPU from the rest of the suite. name: (workdir, API key, make_server options)
-PACKAGE_SERVERS = {"open_server": ("vllm-open", None, {}), "keyed_server": ("vllm-keyed", TEST_API_KEY, {}),
+# (a vLLM CPU engine polls) does not take CPU from the rest of the suite.
+# name: (workdir, API key, make_server options, with the project's python tool server attached)
+PACKAGE_SERVERS = {"open_server": ("vllm-open", None, {}, True), "keyed_server": ("vllm-keyed", TEST_API_KEY, {}, True),
                    # the local plan, but the user's config lost the tool and reasoning parser lines, and
                    # --max-model-len 4096 (test_vllm_cpu.py); started beside the others, not after them
                    "misconfigured_server": ("vllm-misconfigured", None, {
                        "max_model_len": 4096,
-                       "drop_config": ("tool-call-parser", "enable-auto-tool-choice", "reasoning-parser")})}
+                       "drop_config": ("tool-call-parser", "enable-auto-tool-choice", "reasoning-parser")}, False)}
 
 
 @pytest.fixture(scope="package")
@@ -56,14 +57,14 @@ def _package_servers(request, tmp_path_factory):
     with contextlib.ExitStack() as stack:
         try:
             with capman.global_and_fixture_disabled():
-                # The project's python tool server, attached to every package server (builtin_python runs on them).
+                # The project's python tool server, attached to the package servers that say so (builtin_python runs on them).
                 if wanted:
                     tools = stack.enter_context(running_toolserver({"TOOLSERVER_TIMEOUT_S": "20"},
                                                                    tmp_path_factory.mktemp("toolserver")))
                     python = {"enabled": True, "address": tools.hostport}
                 for name in wanted:
-                    dirname, key, options = PACKAGE_SERVERS[name]
-                    if name != "misconfigured_server":  # that one stands for a user's broken config only
+                    dirname, key, options, with_tool = PACKAGE_SERVERS[name]
+                    if with_tool:
                         options = {**options, "builtin_tools": {"python": python}}
                     pool[name] = make_server(tmp_path_factory.mktemp(dirname), api_key=key, **options).start(wait=False)
             yield pool

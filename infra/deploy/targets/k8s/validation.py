@@ -13,8 +13,9 @@ from infra.deploy.targets.k8s.names import router_of
 from infra.engine_command import find_options
 from infra.spec import SpecError
 
-# Engine data parallelism options (both engines' spellings): refused, scale out with replicas.
-DATA_PARALLEL_OPTIONS = ("--data-parallel-size", "--data-parallel-size-local", "-dp", "--dp-size", "--dp")
+# Engine data parallelism options, the engines' canonical names: refused, scale out with replicas. Their
+# aliases (vLLM's -dp/-dpl, SGLang's --data-parallel-size) come from the parser snapshots (find_options).
+DATA_PARALLEL_OPTIONS = ("--data-parallel-size", "--data-parallel-size-local", "--dp-size")
 # SGLang serves /metrics only with this flag; vLLM always does.
 SGLANG_METRICS_FLAG = "--enable-metrics"
 
